@@ -1,0 +1,196 @@
+"""The ``sowlv2`` command: parses flags into a PipelineBaseData and calls the library.
+
+``sowlv2 --input ... --prompt ...`` runs the pipeline; ``sowlv2 eval|world|demo|bench ...`` are
+subcommands. Only this module (and the subcommands' CLI functions) print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+
+from . import __version__
+from .errors import SOWLv2Error, UsageError
+
+PROG = "sowlv2"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(message)
+
+
+def _float01(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser of the default run. Every option defaults to 'not given' so that precedence
+    (flags > YAML > defaults) can tell an explicit flag from a default."""
+    S = argparse.SUPPRESS
+    p = _Parser(prog=PROG, argument_default=S,
+                description="Text-prompted segmentation and tracking in images and videos "
+                            "(OWLv2 + SAM 2 + V-JEPA 2).",
+                epilog="Subcommands: sowlv2 eval | world | demo | bench (each has --help).")
+    io = p.add_argument_group("input and output")
+    io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
+                                          "(with --frames)")
+    io.add_argument("-p", "--prompt", nargs="+", help="one or more text prompts, e.g. --prompt cat 'a red bus'")
+    io.add_argument("-o", "--output", help="output folder (default: output)")
+    io.add_argument("--config", dest="config_file", metavar="FILE.yaml",
+                    help="YAML file of settings (keys are the long flag names)")
+    io.add_argument("--frames", action="store_true", help="read a folder of images as the frames of one video")
+    io.add_argument("--no-merged", action="store_true", help="do not write merged masks/overlays")
+    io.add_argument("--no-binary", action="store_true", help="do not write binary masks (nor binary.mp4)")
+    io.add_argument("--no-overlay", action="store_true", help="do not write overlays (nor overlay.mp4)")
+    io.add_argument("--mask-videos", action="store_true", help="also write one mask video per object")
+    io.add_argument("--overwrite", action="store_true", help="replace results in a non-empty output folder")
+    io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
+
+    m = p.add_argument_group("models")
+    m.add_argument("--owl-model", help="OWLv2 hub id or local folder (default google/owlv2-base-patch16-ensemble)")
+    m.add_argument("--sam-model", help="SAM 2 hub id or local folder (default facebook/sam2.1-hiera-small)")
+    m.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    m.add_argument("--dtype", help="float32 (default), bfloat16, float16")
+
+    d = p.add_argument_group("detection")
+    d.add_argument("--threshold", type=_float01, help="minimum detection score in [0, 1] (default 0.1)")
+    d.add_argument("--nms-iou", type=_float01, help="per-prompt NMS IoU (default 0.5; 1 disables)")
+    d.add_argument("--max-objects", type=int, help="keep the N best detections per key frame / image")
+
+    v = p.add_argument_group("video")
+    v.add_argument("--fps", type=float, help="process the video at this many frames per second "
+                                             "(default: every frame)")
+    v.add_argument("--detect-every", type=int, help="run the detector every N frames (default 10)")
+    v.add_argument("--match-iou", type=_float01, help="mask IoU for a detection to keep a track's id (0.5)")
+    v.add_argument("--max-lost", type=int, help="end a track after N frames with an empty mask (30)")
+    v.add_argument("--enable-vjepa2", action="store_true", help="choose key frames with V-JEPA 2")
+    v.add_argument("--vjepa2-model", help="V-JEPA 2 hub id or folder (default facebook/vjepa2-vitl-fpc16-256-ssv2)")
+    v.add_argument("--vjepa2-frames-per-clip", type=int, help="frames per V-JEPA 2 clip (default 16)")
+    v.add_argument("--keyframe-budget", type=_float01, help="share of frames the detector may run on (0.25)")
+    v.add_argument("--keyframe-strategy", help="novelty (default), variance or uniform")
+
+    o = p.add_argument_group("output to the terminal")
+    o.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
+    o.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def config_from_args(ns: argparse.Namespace):
+    """Merge defaults < YAML < flags given on the command line into a PipelineBaseData."""
+    from .data.config import PipelineBaseData, load_yaml
+
+    given = {k: v for k, v in vars(ns).items() if k not in ("config_file", "verbose", "quiet")}
+    data: dict = {}
+    if getattr(ns, "config_file", None):
+        data = {str(k).replace("-", "_"): v for k, v in load_yaml(ns.config_file).items()}
+        source = ns.config_file
+    else:
+        source = "config"
+    data.update(given)
+    if getattr(ns, "quiet", False):
+        data["progress"] = False
+    return PipelineBaseData.from_dict(data, source=source)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+                                           else "%(message)s"))
+    root = logging.getLogger("sowlv2")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_info() if verbose else hf_logging.set_verbosity_error()
+        if not verbose:
+            hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def run(argv: list[str]) -> int:
+    ns = build_parser().parse_args(argv)
+    _setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
+    config = config_from_args(ns)
+    if not config.input:
+        raise UsageError("input: give an image, a folder or a video with --input")
+    if not config.prompt:
+        raise UsageError("prompt: give at least one text prompt with --prompt")
+    from .pipeline import SOWLv2Pipeline
+
+    reports = SOWLv2Pipeline(config).process()
+    done = [r for r in reports if r.status == "done"]
+    failed = [r for r in reports if r.status == "failed"]
+    skipped = [r for r in reports if r.status == "skipped"]
+    if not getattr(ns, "quiet", False):
+        for r in done:
+            what = f"{r.objects} object(s)" + (f" in {r.frames} frames" if r.kind != "image" else "")
+            if r.objects == 0:
+                what = "nothing found for " + ", ".join(repr(p) for p in config.prompt)
+            print(f"{r.name}: {what} -> {r.output}")
+        summary = f"{len(done)} done"
+        if skipped:
+            summary += f", {len(skipped)} skipped (already complete)"
+        if failed:
+            summary += f", {len(failed)} failed"
+        print(f"{summary}; results in {config.output}")
+    for r in failed:
+        print(f"{PROG}: error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _subcommands() -> dict[str, Callable[[list[str]], int]]:
+    def lazy(module: str, func: str) -> Callable[[list[str]], int]:
+        def call(argv: list[str]) -> int:
+            import importlib
+
+            return getattr(importlib.import_module(module), func)(argv)
+        return call
+
+    return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
+            "demo": lazy("sowlv2.demo", "demo_main"), "bench": lazy("sowlv2.bench", "bench_main")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sowlv2`` / ``sowlv2-detect`` / ``python -m sowlv2``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        subs = _subcommands()
+        if argv and argv[0] in subs:
+            return subs[argv[0]](argv[1:])
+        return run(argv)
+    except SOWLv2Error as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished inputs are kept, rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, not a traceback
+        if verbose:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{PROG}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

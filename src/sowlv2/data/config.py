@@ -1,0 +1,203 @@
+"""Every setting of a SOWLv2 run, with defaults and validation.
+
+Keys are the CLI's long flag names with ``_`` for ``-`` (``--owl-model`` is ``owl_model``); a YAML
+config file uses the same keys (with ``-`` or ``_``). Precedence: flags given on the command line >
+YAML file > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+DTYPES = ("float32", "bfloat16", "float16")
+KEYFRAME_STRATEGIES = ("novelty", "variance", "uniform")
+DEFAULT_OWL_MODEL = "google/owlv2-base-patch16-ensemble"
+DEFAULT_SAM_MODEL = "facebook/sam2.1-hiera-small"
+DEFAULT_VJEPA2_MODEL = "facebook/vjepa2-vitl-fpc16-256-ssv2"
+
+
+@dataclass
+class PipelineBaseData:
+    """Settings of a SOWLv2 run (the seed document's name for it).
+
+    Example:
+        >>> PipelineBaseData(owl_model="google/owlv2-base-patch16-ensemble",
+        ...                  sam_model="facebook/sam2.1-hiera-small", threshold=0.1, device="cuda")
+    """
+
+    # What to process (the CLI's --input / --prompt / --output; optional for the Python API).
+    input: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    output: str = "output"
+    # Models: a Hugging Face hub id or a local folder.
+    owl_model: str = DEFAULT_OWL_MODEL
+    sam_model: str = DEFAULT_SAM_MODEL
+    device: str = "auto"
+    dtype: str = "float32"
+    # Detection.
+    threshold: float = 0.1
+    nms_iou: float = 0.5
+    max_objects: int | None = None
+    # Outputs.
+    no_merged: bool = False
+    no_binary: bool = False
+    no_overlay: bool = False
+    mask_videos: bool = False
+    # Video.
+    frames: bool = False
+    fps: float | None = None
+    detect_every: int = 10
+    match_iou: float = 0.5
+    max_lost: int = 30
+    # V-JEPA 2 key frames.
+    enable_vjepa2: bool = False
+    vjepa2_model: str = DEFAULT_VJEPA2_MODEL
+    vjepa2_frames_per_clip: int = 16
+    keyframe_budget: float = 0.25
+    keyframe_strategy: str = "novelty"
+    # Run control.
+    overwrite: bool = False
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise UsageError naming the first key whose value is wrong."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, _FIELD_TYPES[f.name]))
+        if isinstance(self.prompt, str):
+            self.prompt = [self.prompt]
+        for p in self.prompt:
+            if not p.strip():
+                raise UsageError("prompt: an empty prompt cannot be detected; give text such as 'cat'")
+        _in_range("threshold", self.threshold, 0.0, 1.0)
+        _in_range("nms_iou", self.nms_iou, 0.0, 1.0)
+        _in_range("match_iou", self.match_iou, 0.0, 1.0)
+        _in_range("keyframe_budget", self.keyframe_budget, 0.0, 1.0)
+        _min("max_objects", self.max_objects, 1)
+        _min("detect_every", self.detect_every, 1)
+        _min("max_lost", self.max_lost, 1)
+        _min("vjepa2_frames_per_clip", self.vjepa2_frames_per_clip, 2)
+        if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
+            raise UsageError(f"fps: must be a positive number, got {self.fps}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.keyframe_strategy not in KEYFRAME_STRATEGIES:
+            raise UsageError(f"keyframe_strategy: must be one of {', '.join(KEYFRAME_STRATEGIES)}, "
+                             f"got {self.keyframe_strategy!r}")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise UsageError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+        if self.overwrite and self.resume:
+            raise UsageError("overwrite and resume exclude each other: choose one")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> PipelineBaseData:
+        """Build from a mapping whose keys are flag names (``-`` or ``_``); unknown keys are errors."""
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                close = [k for k in known if k.startswith(name[:4])]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UsageError(f"{source}: unknown key {key!r}{hint}")
+            values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineBaseData:
+        """Read a YAML file (safe loading) and apply ``overrides`` on top of it."""
+        data = load_yaml(path)
+        data = {str(k).replace("-", "_"): v for k, v in data.items()}
+        data.update(overrides or {})
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes: Any) -> PipelineBaseData:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"config: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config: cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"{path}: malformed YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a config file must be a mapping of flag names to values")
+    return data
+
+
+# ---------------------------------------------------------------------- type checks
+_FIELD_TYPES: dict[str, str] = {
+    "input": "str?", "prompt": "strlist", "output": "str", "owl_model": "str", "sam_model": "str",
+    "device": "str", "dtype": "str", "threshold": "float", "nms_iou": "float", "max_objects": "int?",
+    "no_merged": "bool", "no_binary": "bool", "no_overlay": "bool", "mask_videos": "bool",
+    "frames": "bool", "fps": "float?", "detect_every": "int", "match_iou": "float", "max_lost": "int",
+    "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int",
+    "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
+    "progress": "bool",
+}
+
+
+def _coerce(name: str, value: Any, kind: str) -> Any:
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None and optional:
+        return None
+    if kind == "str":
+        if isinstance(value, (str, Path)):
+            return str(value)
+    elif kind == "strlist":
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    expected = {"str": "a string", "strlist": "a list of strings", "bool": "true or false",
+                "int": "a whole number", "float": "a number"}[kind]
+    raise UsageError(f"{name}: must be {expected}, got {value!r}")
+
+
+def _in_range(name: str, value: float, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise UsageError(f"{name}: must be in [{lo:g}, {hi:g}], got {value:g}")
+
+
+def _min(name: str, value: int | None, lo: int) -> None:
+    if value is not None and value < lo:
+        raise UsageError(f"{name}: must be at least {lo}, got {value}")

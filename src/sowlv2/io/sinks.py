@@ -1,0 +1,278 @@
+"""Writers that save one input's results as frames arrive (nothing is held to the end).
+
+An input's folder is written under a hidden ``.<name>.partial`` name and renamed into place only
+when complete, so a result folder is either complete or absent. Groups switched off by the config
+(``no_binary``, ``no_overlay``, ``no_merged``) are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..types import FrameResult
+from ..viz import draw_overlay
+from . import rle
+from .video import VideoWriter
+
+log = logging.getLogger(__name__)
+
+_MAX_LABEL = 40
+
+
+def safe_name(text: str, max_len: int = _MAX_LABEL) -> str:
+    """Make text safe for a file name: letters, digits, ``-`` and ``_`` only, no ``..``, bounded."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", text.strip()).strip("_-")[:max_len].strip("_-")
+    return name or "object"
+
+
+def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Map each prompt to a file-name-safe label, unique within the run (``cat``, ``cat_2``, ...)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for p in prompts:
+        if p in out:
+            continue
+        base = safe_name(p)
+        name, k = base, 2
+        while name in used:
+            name = f"{base[:_MAX_LABEL - 4]}_{k}"
+            k += 1
+        used.add(name)
+        out[p] = name
+    return out
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array).save(path, compress_level=1)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def object_record(result: FrameResult, i: int, mask_rle: dict | None = None) -> dict:
+    """One object of a frame as it appears in results.json."""
+    mask_rle = mask_rle or rle.encode(result.masks[i])
+    return {
+        "id": int(result.ids[i]),
+        "label": result.labels[i],
+        "score": round(float(result.scores[i]), 5),
+        "box": [round(float(v), 2) for v in result.boxes[i]],
+        "area": int(result.masks[i].sum()),
+        "mask": mask_rle,
+    }
+
+
+class InputWriter:
+    """Write everything for one input (an image or a video) into ``out_dir``.
+
+    Args:
+        out_dir: final folder (``OUTPUT/<input name>``); written as ``.<name>.partial`` first.
+        name: the input's file name (recorded in the JSON).
+        kind: ``"image"`` or ``"video"``.
+        prompts: the prompts, in order (category ids are positions + 1).
+        size: (height, width) of the frames.
+        fps: processing frame rate (videos).
+        config: a PipelineBaseData (output switches).
+    """
+
+    def __init__(self, out_dir: Path, name: str, kind: str, prompts: list[str], size: tuple[int, int],
+                 config, fps: float | None = None) -> None:
+        self.final_dir = Path(out_dir)
+        self.dir = self.final_dir.with_name(f".{self.final_dir.name}.partial")
+        if self.dir.exists():
+            shutil.rmtree(self.dir)  # our own leftovers from an interrupted run
+        self.dir.mkdir(parents=True)
+        self.name, self.kind, self.prompts, self.size, self.fps = name, kind, list(prompts), size, fps
+        self.labels = safe_labels(prompts)
+        self.binary = not config.no_binary
+        self.overlay = not config.no_overlay
+        self.merged = not config.no_merged
+        self.mask_videos = config.mask_videos and kind == "video"
+        self.seconds = 0.0
+        self.frames = 0
+        for sub, on in (("binary/frames", self.binary), ("binary/merged", self.binary and self.merged),
+                        ("overlay/frames", self.overlay), ("overlay/merged", self.overlay and self.merged)):
+            if on:
+                (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self._videos: dict[str, VideoWriter] = {}
+        self._object_videos: dict[int, VideoWriter] = {}
+        self._results = open(self.dir / "results.json", "w", encoding="utf-8")  # noqa: SIM115
+        h, w = size
+        header = {"input": name, "kind": kind, "width": w, "height": h, "fps": fps, "prompts": self.prompts}
+        self._results.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
+        self._annotations = _AnnotationSpool(self.dir / ".spool", kind)
+
+    # ------------------------------------------------------------------ per frame
+    def write(self, result: FrameResult, image: np.ndarray) -> None:
+        """Write one frame's masks, overlays, video frames and JSON records."""
+        t0 = time.perf_counter()
+        stem = f"{result.index:06d}"
+        records = []
+        for i in range(len(result)):
+            mask_rle = rle.encode(result.masks[i])
+            records.append(object_record(result, i, mask_rle))
+            self._annotations.add(result, i, mask_rle)
+        frame_rec = {"index": result.index, "time": round(result.time, 6), "source_index": result.source_index,
+                     "keyframe": result.keyframe, "objects": records}
+        self._results.write(("" if self.frames == 0 else ",\n") + json.dumps(frame_rec, ensure_ascii=False))
+
+        for i in range(len(result)):
+            oid, label = int(result.ids[i]), self.labels[result.labels[i]]
+            if self.binary:
+                _save_png(result.masks[i].astype(np.uint8) * 255,
+                          self.dir / "binary/frames" / f"{stem}_obj{oid:02d}_{label}_mask.png")
+            if self.overlay:
+                _save_png(draw_overlay(image, result, which=[i]),
+                          self.dir / "overlay/frames" / f"{stem}_obj{oid:02d}_{label}_overlay.png")
+        merged_mask = result.merged_mask.astype(np.uint8) * 255
+        merged_overlay = draw_overlay(image, result) if self.overlay else None
+        if self.binary and self.merged:
+            _save_png(merged_mask, self.dir / "binary/merged" / f"{stem}_merged_mask.png")
+        if self.overlay and self.merged:
+            _save_png(merged_overlay, self.dir / "overlay/merged" / f"{stem}_merged_overlay.png")
+        if self.kind == "video":
+            if self.overlay:
+                self._video("overlay").write(merged_overlay)
+            if self.binary:
+                self._video("binary").write(np.repeat(merged_mask[..., None], 3, axis=2))
+            if self.mask_videos:
+                self._write_object_videos(result)
+        self.frames += 1
+        self.seconds += time.perf_counter() - t0
+
+    def _video(self, which: str) -> VideoWriter:
+        if which not in self._videos:
+            self._videos[which] = VideoWriter(self.dir / "video" / f"{which}.mp4", fps=self.fps or 25.0)
+        return self._videos[which]
+
+    def _write_object_videos(self, result: FrameResult) -> None:
+        h, w = self.size
+        blank = np.zeros((h, w, 3), np.uint8)
+        present = {int(result.ids[i]): i for i in range(len(result))}
+        for oid, i in present.items():
+            if oid not in self._object_videos:
+                label = self.labels[result.labels[i]]
+                writer = VideoWriter(self.dir / "video" / f"obj{oid:02d}_{label}_mask.mp4", fps=self.fps or 25.0)
+                for _ in range(self.frames):  # frames before the object appeared
+                    writer.write(blank)
+                self._object_videos[oid] = writer
+        for oid, writer in self._object_videos.items():
+            if oid in present:
+                writer.write(np.repeat(result.masks[present[oid]][..., None].astype(np.uint8) * 255, 3, axis=2))
+            else:
+                writer.write(blank)
+
+    # ------------------------------------------------------------------ end
+    def close(self, keyframes: list[int], keyframe_scores: list[float | None], tracks: list[dict],
+              stats: dict) -> Path:
+        """Finish every file and move the folder into place. Returns the final folder."""
+        t0 = time.perf_counter()
+        for writer in [*self._videos.values(), *self._object_videos.values()]:
+            writer.close()
+        tail = {"keyframes": keyframes, "keyframe_scores": keyframe_scores, "tracks": tracks}
+        self.seconds += time.perf_counter() - t0
+        stats = dict(stats)
+        stats.setdefault("seconds", {})["write"] = round(self.seconds, 4)
+        tail["stats"] = stats
+        self._results.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:] + "\n")
+        self._results.close()
+        self._annotations.finish(self.dir / "annotations.json", self.name, self.size, self.prompts,
+                                 self.frames, tracks)
+        if self.final_dir.exists():
+            shutil.rmtree(self.final_dir)  # --overwrite: replaced only once the new one is complete
+        os.replace(self.dir, self.final_dir)
+        return self.final_dir
+
+    def abort(self) -> None:
+        """Drop everything written for this input (it never reaches its final name)."""
+        for writer in [*self._videos.values(), *self._object_videos.values()]:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                log.debug("closing a video writer failed during abort", exc_info=True)
+        self._results.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _AnnotationSpool:
+    """Collects what annotations.json needs without holding masks in memory.
+
+    Images: COCO (one image, one annotation per object). Videos: YouTube-VIS (one annotation per
+    track with one RLE per frame, ``null`` where the track is absent), spooled to one small file per
+    track and assembled at the end.
+    """
+
+    def __init__(self, folder: Path, kind: str) -> None:
+        self.folder, self.kind = folder, kind
+        folder.mkdir()
+        self._files: dict[int, Any] = {}
+        self._coco: list[dict] = []
+
+    def add(self, result: FrameResult, i: int, mask_rle: dict) -> None:
+        x0, y0, x1, y1 = (float(v) for v in result.boxes[i])
+        bbox = [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]
+        area = int(result.masks[i].sum())
+        if self.kind == "image":
+            self._coco.append({"id": len(self._coco) + 1, "image_id": 1,
+                               "category_id": int(result.class_ids[i]) + 1, "segmentation": mask_rle,
+                               "bbox": bbox, "area": area, "score": round(float(result.scores[i]), 5),
+                               "iscrowd": 0, "track_id": int(result.ids[i])})
+            return
+        oid = int(result.ids[i])
+        if oid not in self._files:
+            self._files[oid] = open(self.folder / f"{oid}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._files[oid].write(json.dumps([result.index, mask_rle, bbox, area]) + "\n")
+
+    def finish(self, path: Path, name: str, size: tuple[int, int], prompts: list[str], frames: int,
+               tracks: list[dict]) -> None:
+        h, w = size
+        categories = [{"id": k + 1, "name": p, "supercategory": "object"} for k, p in enumerate(prompts)]
+        if self.kind == "image":
+            data = {"info": {"description": "SOWLv2 predictions"},
+                    "images": [{"id": 1, "file_name": name, "width": w, "height": h}],
+                    "categories": categories, "annotations": self._coco}
+            atomic_write_json(path, data)
+            shutil.rmtree(self.folder)
+            return
+        for f in self._files.values():
+            f.close()
+        category = {p: k + 1 for k, p in enumerate(prompts)}
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as out:
+            video = {"id": 1, "width": w, "height": h, "length": frames,
+                     "file_names": [f"{Path(name).stem}/{k:05d}.jpg" for k in range(frames)]}
+            head = {"info": {"description": "SOWLv2 predictions (YouTube-VIS format)"}, "videos": [video],
+                    "categories": categories}
+            out.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "annotations": [')
+            for n, track in enumerate(tracks):
+                oid = track["id"]
+                seg: list = [None] * frames
+                boxes: list = [None] * frames
+                areas: list = [None] * frames
+                spool = self.folder / f"{oid}.jsonl"
+                if spool.exists():
+                    with open(spool, encoding="utf-8") as f:
+                        for line in f:
+                            idx, m, b, a = json.loads(line)
+                            seg[idx], boxes[idx], areas[idx] = m, b, a
+                ann = {"id": oid, "video_id": 1, "category_id": category.get(track["label"], 0),
+                       "score": track.get("best_score"), "iscrowd": 0, "height": h, "width": w,
+                       "length": 1, "segmentations": seg, "bboxes": boxes, "areas": areas}
+                out.write(("" if n == 0 else ",") + "\n" + json.dumps(ann, ensure_ascii=False))
+            out.write("\n]}\n")
+        os.replace(tmp, path)
+        shutil.rmtree(self.folder)

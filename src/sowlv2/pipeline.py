@@ -1,0 +1,403 @@
+"""The SOWLv2 pipeline: detect (OWLv2) -> segment / track (SAM 2) -> write.
+
+    frames (PyAV, streaming) -> key-frame selector (cadence | V-JEPA 2) -> detector on key frames
+        -> SAM 2 video session tracks every frame -> association (stable ids) -> writers
+
+An image is a one-frame video: the detector, then one SAM 2 image encoding with all boxes decoded
+together. ``process_image`` and ``track`` return results without writing; ``process_video`` and
+``process`` write the output layout described in the README.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data.config import PipelineBaseData
+from .errors import SOWLv2Error, UsageError
+from .io.images import read_image, to_rgb
+from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
+from .io.sinks import InputWriter
+from .io.video import probe_video
+from .tracking.association import TrackManager
+from .types import Detections, Frame, FrameResult, masks_to_boxes
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "select", "detect", "track", "write")
+
+
+@dataclass
+class VideoRunState:
+    """What one video run gathered besides its per-frame results (filled while ``track`` runs)."""
+
+    keyframes: list[int] = field(default_factory=list)
+    keyframe_scores: list[float | None] = field(default_factory=list)
+    tracks: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    frames: int = 0
+    detector_calls: int = 0
+    fps: float | None = None
+
+    def stats(self) -> dict:
+        return {"frames": self.frames, "detector_calls": self.detector_calls,
+                "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
+
+
+@dataclass
+class InputReport:
+    name: str
+    path: str
+    kind: str
+    status: str  # done | failed | skipped
+    objects: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    output: str | None = None
+
+
+class _Timed:
+    """Wrap an iterator and add the time spent inside ``next()`` to ``seconds[key]``."""
+
+    def __init__(self, it: Iterable, seconds: dict[str, float], key: str) -> None:
+        self.it, self.seconds, self.key = iter(it), seconds, key
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        try:
+            return next(self.it)
+        finally:
+            self.seconds[self.key] += time.perf_counter() - t0
+
+
+def _as_image(image) -> tuple[np.ndarray, str]:
+    if isinstance(image, (str, Path)):
+        return read_image(image), Path(image).name
+    if isinstance(image, Image.Image):
+        return to_rgb(image), "image"
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+        raise UsageError(f"image: expected (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+    return np.ascontiguousarray(arr[..., :3]), "image"
+
+
+class SOWLv2Pipeline:
+    """Text-prompted segmentation of images and videos.
+
+    Args:
+        config: all settings (``PipelineBaseData``); keyword overrides are applied on top.
+
+    Models are loaded on first use and kept for the pipeline's lifetime.
+
+    Example:
+        >>> pipe = SOWLv2Pipeline(PipelineBaseData(device="cpu"))
+        >>> result = pipe.process_image("cat.jpg", ["cat"])
+        >>> result.masks.shape  # (n, H, W) bool
+    """
+
+    def __init__(self, config: PipelineBaseData | None = None, **overrides) -> None:
+        config = config or PipelineBaseData()
+        self.config = config.replace(**overrides) if overrides else config
+        self._device = None
+        self._detector = None
+        self._segmenter = None
+        self._tracker = None
+        self.last_run: VideoRunState | None = None
+
+    # ------------------------------------------------------------------ models (lazy)
+    @property
+    def device(self):
+        if self._device is None:
+            from .models.loading import resolve_device
+
+            self._device = resolve_device(self.config.device)
+        return self._device
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .models.owlv2 import Owlv2Detector
+
+            log.info("loading OWLv2 from %s", self.config.owl_model)
+            self._detector = Owlv2Detector.from_pretrained(self.config.owl_model, self.device, self.config.dtype)
+        return self._detector
+
+    @property
+    def segmenter(self):
+        if self._segmenter is None:
+            from .models.sam2_image import Sam2ImageSegmenter
+
+            log.info("loading SAM 2 (image) from %s", self.config.sam_model)
+            self._segmenter = Sam2ImageSegmenter.from_pretrained(self.config.sam_model, self.device,
+                                                                 self.config.dtype)
+        return self._segmenter
+
+    @property
+    def tracker(self):
+        if self._tracker is None:
+            from .models.loading import resolve_dtype
+            from .models.sam2_video import Sam2VideoTracker
+
+            log.info("loading SAM 2 (video) from %s", self.config.sam_model)
+            self._tracker = Sam2VideoTracker.from_pretrained(
+                self.config.sam_model, device=self.device, dtype=resolve_dtype(self.config.dtype, self.device))
+        return self._tracker
+
+    def _prompts(self, prompts) -> list[str]:
+        if prompts is None:
+            prompts = self.config.prompt
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        prompts = list(prompts)
+        if not prompts:
+            raise UsageError("prompt: give at least one text prompt, e.g. --prompt cat")
+        for p in prompts:
+            if not isinstance(p, str) or not p.strip():
+                raise UsageError("prompt: an empty prompt cannot be detected; give text such as 'cat'")
+        return prompts
+
+    def detect(self, image: np.ndarray, prompts: list[str]) -> Detections:
+        c = self.config
+        return self.detector.detect(image, prompts, threshold=c.threshold, nms_iou=c.nms_iou,
+                                    max_objects=c.max_objects)
+
+    # ------------------------------------------------------------------ images
+    def process_image(self, image, prompts=None) -> FrameResult:
+        """Detect and segment the prompts in one image; nothing is written.
+
+        Args:
+            image: a path, a PIL image, or an (H, W, 3) uint8 RGB array.
+            prompts: text prompts (default: the config's).
+
+        Returns:
+            FrameResult with ids 1..n by descending score; ``boxes`` are the detector's boxes.
+        """
+        arr, _ = _as_image(image)
+        return self._segment_image(arr, self._prompts(prompts))
+
+    def _segment_image(self, arr: np.ndarray, prompts: list[str], seconds: dict | None = None) -> FrameResult:
+        t0 = time.perf_counter()
+        dets = self.detect(arr, prompts)
+        t1 = time.perf_counter()
+        masks, _ = self.segmenter.segment(arr, dets.boxes)
+        t2 = time.perf_counter()
+        if seconds is not None:
+            seconds["detect"] += t1 - t0
+            seconds["track"] += t2 - t1
+        n = len(dets)
+        return FrameResult(index=0, time=0.0, size=arr.shape[:2], ids=np.arange(1, n + 1, dtype=np.int64),
+                           labels=dets.labels, class_ids=dets.class_ids, scores=dets.scores,
+                           boxes=dets.boxes, masks=masks, keyframe=True, source_index=0)
+
+    # ------------------------------------------------------------------ videos
+    def _selector(self):
+        from .keyframes import make_selector
+
+        return make_selector(self.config)
+
+    def track(self, video, prompts=None, selector=None) -> Iterator[FrameResult]:
+        """Track the prompts through a video, yielding one FrameResult per processed frame.
+
+        Args:
+            video: a video file, a folder of frames, an InputItem, or an iterable of Frame.
+            prompts: text prompts (default: the config's).
+            selector: a key-frame selector (default: from the config: ``--detect-every`` cadence, or
+                V-JEPA 2 with ``enable_vjepa2``).
+
+        Nothing is written and nothing is kept: memory does not grow with the video's length.
+        Key frames, tracks and timings of the run are in ``self.last_run`` as it goes.
+        """
+        for _, result in self._track_frames(video, prompts, selector):
+            yield result
+
+    def _track_frames(self, video, prompts=None, selector=None) -> Iterator[tuple[Frame, FrameResult]]:
+        prompts = self._prompts(prompts)
+        state = VideoRunState()
+        self.last_run = state
+        frames = self._frames(video, state)
+        selector = selector or self._selector()
+        tracker = self.tracker
+        manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
+        tracker.reset()
+        t_start = time.perf_counter()
+        select_before = getattr(selector, "seconds", 0.0)
+        for frame, decision in selector.select(_Timed(frames, state.seconds, "decode")):
+            t0 = time.perf_counter()
+            tracked = {oid: tm.mask for oid, tm in tracker.track(frame).items()}
+            t1 = time.perf_counter()
+            state.seconds["track"] += t1 - t0
+            if decision.is_key:
+                state.keyframes.append(frame.index)
+                state.keyframe_scores.append(None if decision.score is None else round(float(decision.score), 5))
+                dets = self.detect(frame.image, prompts)
+                state.detector_calls += 1
+                t2 = time.perf_counter()
+                state.seconds["detect"] += t2 - t1
+                det_masks = (tracker.segment_boxes(dets.boxes, frame) if len(dets)
+                             else np.zeros((0, *frame.size), bool))
+                assoc = manager.associate(frame.index, tracked, dets, det_masks)
+                boxes = {tid: dets.boxes[c] for tid, c in [*assoc.new, *assoc.reprompt]}
+                if boxes:
+                    for oid, tm in tracker.prompt(boxes, frame).items():
+                        tracked[oid] = tm.mask
+                state.seconds["track"] += time.perf_counter() - t2
+            ended = manager.update(frame.index, tracked)
+            if ended:
+                tracker.remove(ended)
+            state.seconds["select"] = getattr(selector, "seconds", 0.0) - select_before
+            state.frames += 1
+            state.tracks = [t.to_dict() for t in manager.all_tracks()]
+            state.seconds["total"] = time.perf_counter() - t_start
+            yield frame, self._frame_result(frame, tracked, manager, decision.is_key)
+        state.seconds["total"] = time.perf_counter() - t_start
+
+    def _frames(self, video, state: VideoRunState) -> Iterable[Frame]:
+        if isinstance(video, (str, Path)):
+            items = discover_inputs(video, frames=Path(video).is_dir())
+            video = items[0]
+        if isinstance(video, InputItem):
+            state.fps = video_fps(video, self.config.fps)
+            return iter_frames(video, fps=self.config.fps)
+        return video
+
+    @staticmethod
+    def _frame_result(frame: Frame, tracked: dict[int, np.ndarray], manager: TrackManager,
+                      keyframe: bool) -> FrameResult:
+        ids = [oid for oid in sorted(tracked) if oid in manager.tracks and tracked[oid].any()]
+        masks = np.stack([tracked[i] for i in ids]) if ids else np.zeros((0, *frame.size), bool)
+        tracks = [manager.tracks[i] for i in ids]
+        return FrameResult(
+            index=frame.index, time=frame.time, size=frame.size, ids=np.array(ids, np.int64),
+            labels=tuple(t.label for t in tracks), class_ids=np.array([t.class_id for t in tracks], np.int64),
+            scores=np.array([t.score for t in tracks], np.float32), boxes=masks_to_boxes(masks),
+            masks=masks, keyframe=keyframe, source_index=frame.source_index)
+
+    def process_video(self, video_path, prompt=None, output_dir=None) -> Path:
+        """Track a video and write its outputs under ``output_dir/<video name>/``. Returns that folder."""
+        items = discover_inputs(video_path, frames=Path(video_path).is_dir())
+        report = self._run_item(items[0], self._prompts(prompt), Path(output_dir or self.config.output))
+        if report.status == "failed":
+            raise SOWLv2Error(report.error or f"{video_path}: failed")
+        return Path(report.output)
+
+    def _write_video(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+        fps = video_fps(item, self.config.fps)
+        total = None
+        if item.kind == "video":
+            info = probe_video(item.path)
+            total = info.frames or None
+            if self.config.fps and info.fps:
+                fps = min(fps, info.fps)
+                total = int(round(total * fps / info.fps)) if total else None
+        writer = None
+        bar = _progress(total, item.name, self.config.progress)
+        try:
+            for frame, result in self._track_frames(item, prompts):
+                if writer is None:
+                    writer = InputWriter(out_root / item.name, item.path.name, "video", prompts,
+                                         result.size, self.config, fps=fps)
+                writer.write(result, frame.image)
+                bar.update(1)
+                bar.set_postfix(objects=len(result), refresh=False)
+            state = self.last_run
+            out = writer.close(state.keyframes, state.keyframe_scores, state.tracks, state.stats())
+            writer = None
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.abort()
+        return InputReport(item.name, str(item.path), item.kind, "done", objects=len(state.tracks),
+                           frames=state.frames, output=str(out))
+
+    def _write_image(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+        seconds = dict.fromkeys(STAGES, 0.0)
+        t0 = time.perf_counter()
+        arr = read_image(item.path)
+        seconds["decode"] = time.perf_counter() - t0
+        result = self._segment_image(arr, prompts, seconds)
+        if len(result) == 0:
+            log.info("%s: nothing found for %s", item.path.name, ", ".join(repr(p) for p in prompts))
+        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config)
+        try:
+            writer.write(result, arr)
+            seconds["total"] = time.perf_counter() - t0
+            stats = {"frames": 1, "detector_calls": 1, "seconds": {k: round(v, 4) for k, v in seconds.items()}}
+            tracks = [{"id": int(i), "label": lab, "first_frame": 0, "last_frame": 0,
+                       "best_score": round(float(s), 5)}
+                      for i, lab, s in zip(result.ids, result.labels, result.scores)]
+            out = writer.close([0], [None], tracks, stats)
+        except BaseException:
+            writer.abort()
+            raise
+        return InputReport(item.name, str(item.path), "image", "done", objects=len(result), frames=1,
+                           output=str(out))
+
+    def _run_item(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+        t0 = time.perf_counter()
+        if item.is_video:
+            report = self._write_video(item, prompts, out_root)
+        else:
+            report = self._write_image(item, prompts, out_root)
+        report.seconds = round(time.perf_counter() - t0, 3)
+        return report
+
+    # ------------------------------------------------------------------ whole runs
+    def process(self, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
+        """Do what the CLI does: every input under ``input`` into ``output_dir``.
+
+        A bad input is reported and skipped; the others go on. ``OUTPUT/run.json`` records the
+        settings, versions and each input's status as the run goes.
+
+        Returns:
+            one InputReport per input (status ``done``, ``failed`` or ``skipped``).
+        """
+        from .run_log import RunLog, check_output_dir
+
+        input = input if input is not None else self.config.input
+        if not input:
+            raise UsageError("input: give an image, a folder or a video, e.g. --input photo.jpg")
+        prompts = self._prompts(prompts)
+        out_root = Path(output_dir or self.config.output).expanduser()
+        items = discover_inputs(input, frames=self.config.frames)
+        check_output_dir(out_root, self.config)
+        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)
+        reports = []
+        for k, item in enumerate(items):
+            if run_log.is_done(item):
+                log.info("%s: already complete, skipped (--resume)", item.name)
+                reports.append(InputReport(item.name, str(item.path), item.kind, "skipped",
+                                           output=str(out_root / item.name)))
+                continue
+            log.info("[%d/%d] %s", k + 1, len(items), item.path.name)
+            run_log.start(item)
+            try:
+                report = self._run_item(item, prompts, out_root)
+            except SOWLv2Error as exc:
+                if len(items) == 1:
+                    run_log.finish(item, InputReport(item.name, str(item.path), item.kind, "failed",
+                                                     error=str(exc)))
+                    raise
+                log.error("%s", exc)
+                report = InputReport(item.name, str(item.path), item.kind, "failed", error=str(exc))
+            run_log.finish(item, report)
+            reports.append(report)
+        run_log.close()
+        return reports
+
+
+def _progress(total: int | None, name: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)

@@ -1,0 +1,67 @@
+"""Overlays: each object in its own colour, with an outline and a label."""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from .types import FrameResult
+
+
+def color_for(obj_id: int) -> tuple[int, int, int]:
+    """A distinct, stable RGB colour per object id (golden-ratio hue steps)."""
+    hue = (obj_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+_FONT = None
+
+
+def _font():
+    global _FONT
+    if _FONT is None:
+        try:
+            _FONT = ImageFont.load_default(size=12)
+        except TypeError:  # Pillow < 10.1
+            _FONT = ImageFont.load_default()
+    return _FONT
+
+
+def draw_overlay(image: np.ndarray, result: FrameResult, which: list[int] | None = None,
+                 alpha: float = 0.45) -> np.ndarray:
+    """Draw objects of ``result`` over ``image``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        result: the frame's objects.
+        which: positions (into result) to draw; None draws all.
+        alpha: fill opacity.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = image.astype(np.float32)
+    idx = range(len(result)) if which is None else which
+    labels = []
+    for i in idx:
+        mask = result.masks[i]
+        color = np.array(color_for(int(result.ids[i])), np.float32)
+        out[mask] = out[mask] * (1 - alpha) + color * alpha
+        edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
+        out[edge] = color
+        labels.append(i)
+    canvas = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    font = _font()
+    for i in labels:
+        x0, y0 = float(result.boxes[i][0]), float(result.boxes[i][1])
+        text = f"{result.labels[i]} #{int(result.ids[i])} {float(result.scores[i]):.2f}"
+        l, t, r, b = draw.textbbox((0, 0), text, font=font)
+        ty = max(0.0, y0 - (b - t) - 4)
+        draw.rectangle([x0, ty, x0 + (r - l) + 4, ty + (b - t) + 4], fill=color_for(int(result.ids[i])))
+        draw.text((x0 + 2, ty + 2 - t), text, fill=(0, 0, 0), font=font)
+    return np.asarray(canvas)
