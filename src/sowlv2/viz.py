@@ -60,8 +60,8 @@ def draw_overlay(image: np.ndarray, result: FrameResult, which: list[int] | None
     for i in labels:
         x0, y0 = float(result.boxes[i][0]), float(result.boxes[i][1])
         text = f"{result.labels[i]} #{int(result.ids[i])} {float(result.scores[i]):.2f}"
-        l, t, r, b = draw.textbbox((0, 0), text, font=font)
+        left, t, r, b = draw.textbbox((0, 0), text, font=font)
         ty = max(0.0, y0 - (b - t) - 4)
-        draw.rectangle([x0, ty, x0 + (r - l) + 4, ty + (b - t) + 4], fill=color_for(int(result.ids[i])))
+        draw.rectangle([x0, ty, x0 + (r - left) + 4, ty + (b - t) + 4], fill=color_for(int(result.ids[i])))
         draw.text((x0 + 2, ty + 2 - t), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
