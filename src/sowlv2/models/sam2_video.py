@@ -25,7 +25,9 @@ How the transformers session is driven (transformers 5.x, streaming mode):
   also taken as an initial conditioning prompt (no memory, stored as a conditioning frame) instead
   of a correction of the tracked mask that memory would forget after ``num_maskmem`` frames. Objects
   not prompted are parked for the call as conditioning outputs of the frame, which makes the model
-  reuse their masks instead of running memory attention for them again.
+  reuse their masks and memories instead of running memory attention for them again (and instead of
+  re-encoding their memory from binarised masks, which the model does to every object of a batch as
+  soon as one of them has a prompt).
 
 What ``Sam2VideoModel.forward`` reads for object ``o`` on frame ``t`` (checked in the source):
 every conditioning output of ``o`` (memory features; object pointers of those at or before ``t``);
