@@ -40,20 +40,13 @@ def _save_tiny_sam(folder, processor_from, hidden: int):
 
 
 @pytest.fixture(scope="module")
-def sam_folder(tiny_sam, tmp_path_factory):
-    """``tiny_sam``, or, while its fpn_hidden_size equals the memory channels (64, a config that
-    transformers' video tracker cannot run), the same tiny model with hidden sizes of 128."""
-    cfg = json.loads((tiny_sam / "config.json").read_text())
-    if cfg["vision_config"]["fpn_hidden_size"] > cfg["memory_encoder_output_channels"]:
-        return tiny_sam
-    return _save_tiny_sam(tmp_path_factory.mktemp("sam128"), tiny_sam, hidden=128)
+def sam_folder(tiny_sam):
+    """The tiny random SAM 2 (its object-score bias is raised, so random-weight masks are not empty)."""
+    return tiny_sam
 
 
 def _tracker(folder, dtype=torch.float32, **kw) -> Sam2VideoTracker:
-    tracker = Sam2VideoTracker.from_pretrained(folder, device="cpu", dtype=dtype, **kw)
-    with torch.no_grad():  # push the object-score head up so that random-weight masks are not all empty
-        tracker.model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(20.0)
-    return tracker
+    return Sam2VideoTracker.from_pretrained(folder, device="cpu", dtype=dtype, **kw)
 
 
 def _frames(n: int, seed: int = 0):
@@ -248,3 +241,22 @@ def test_untrackable_config_raises_model_load_error(tiny_sam, tmp_path):
     folder = _save_tiny_sam(tmp_path, tiny_sam, hidden=64)  # fpn_hidden_size == memory channels
     with pytest.raises(ModelLoadError, match="fpn_hidden_size=64"):
         Sam2VideoTracker.from_pretrained(folder)
+
+
+def test_segment_boxes_matches_an_initial_prompt_and_reuses_the_encoding(sam_folder, monkeypatch):
+    """Key-frame detections are decoded like a first prompt, in one batch, from the cached features."""
+    tracker = _tracker(sam_folder)
+    calls = []
+    original = tracker.model.get_image_features
+    monkeypatch.setattr(tracker.model, "get_image_features", lambda *a, **k: calls.append(1) or original(*a, **k))
+    frame = next(_frames(1))
+    tracker.reset()
+    assert tracker.track(frame) == {}
+    masks = tracker.segment_boxes(np.stack([BOX_A, BOX_B]), frame)
+    assert masks.shape == (2, H, W) and masks.dtype == bool
+    assert tracker.object_ids == []  # nothing was added
+    prompted = tracker.prompt({1: BOX_A, 2: BOX_B}, frame)
+    np.testing.assert_array_equal(masks[0], prompted[1].mask)
+    np.testing.assert_array_equal(masks[1], prompted[2].mask)
+    assert len(calls) == 1
+    assert tracker.segment_boxes(np.zeros((0, 4)), frame).shape == (0, H, W)

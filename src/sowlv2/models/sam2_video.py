@@ -228,6 +228,43 @@ class Sam2VideoTracker:
         self._evict()
         return self._to_masks(out, ids)
 
+    @torch.inference_mode()
+    def segment_boxes(self, boxes: np.ndarray, frame: Frame) -> np.ndarray:
+        """Decode boxes into masks on the current frame without adding objects or touching memory.
+
+        Used on key frames to compare detections with tracked masks. The frame's cached image
+        features are reused (encoded here if no object has been tracked yet, then cached for
+        :meth:`prompt`), and all boxes go through the mask decoder in one batched call, exactly as
+        an initial prompt would (no-memory embedding, single-mask output).
+
+        Args:
+            boxes: (n, 4) float [x0, y0, x1, y1] in original pixels.
+            frame: the frame last given to :meth:`track`.
+
+        Returns:
+            (n, H, W) bool masks at the frame's original resolution.
+        """
+        if frame.index != self._frame_index or self._t < 0:
+            self.track(frame)
+        h, w = self._size
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, h, w), bool)
+        model, n = self.model, len(boxes)
+        # The video model decodes one object per batch row: expand the features (a view, no copy).
+        feats, _ = model._prepare_vision_features(self.session, self._t, batch_size=1)
+        feats = [f.expand(-1, n, -1) for f in feats]  # (HW, 1, C) -> (HW, n, C)
+        sizes = model.backbone_feature_sizes
+        high_res = [x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *sz) for x, sz in zip(feats[:-1], sizes[:-1])]
+        pix = (feats[-1] + model.no_memory_embedding).permute(1, 2, 0).reshape(n, -1, *sizes[-1])
+        scale = torch.tensor([model.image_size / w, model.image_size / h] * 2, dtype=torch.float32)
+        input_boxes = (torch.from_numpy(boxes) * scale)[:, None].to(self.device, pix.dtype)  # (n, 1, 4)
+        out = model._single_frame_forward(image_embeddings=high_res + [pix], input_boxes=input_boxes,
+                                          multimask_output=False)
+        logits = out.pred_masks.float().reshape(n, 1, *out.pred_masks.shape[-2:])
+        masks = self.processor.post_process_masks([logits], [[h, w]], binarize=True)[0]
+        return masks[:, 0].cpu().numpy()
+
     def remove(self, obj_ids) -> None:
         """Stop tracking ``obj_ids`` and free their state (unknown ids are ignored)."""
         s = self.session
