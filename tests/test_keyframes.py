@@ -67,7 +67,7 @@ class FakeOptimizer:
         self.calls = 0
         self.fail_from_call = fail_from_call
 
-    def extract_video_features(self, frames):
+    def extract_video_features(self, frames, batch_size=4):
         self.calls += 1
         if self.fail_from_call is not None and self.calls >= self.fail_from_call:
             self.is_available = False
@@ -112,9 +112,10 @@ def test_cadence_rejects_zero():
     budget=st.sampled_from([0.03, 0.1, 0.125, 0.25, 0.3, 0.5, 1.0]),
     fpc=st.sampled_from([1, 2, 5, 8, 16]),
     strategy=st.sampled_from(["novelty", "variance", "uniform"]),
+    clips=st.integers(1, 3),
 )
-def test_budget_prefix_invariant_any_content(ids, budget, fpc, strategy):
-    sel = VJepa2Selector(FakeOptimizer(fpc), budget=budget, strategy=strategy)
+def test_budget_prefix_invariant_any_content(ids, budget, fpc, strategy, clips):
+    sel = VJepa2Selector(FakeOptimizer(fpc), budget=budget, strategy=strategy, clips_per_pass=clips)
     out = list(sel.select(id_frames(ids)))
     assert [f.index for f, _ in out] == list(range(len(ids)))
     keys = keys_of(out)
@@ -231,6 +232,36 @@ def test_memory_bounded_by_one_clip(tiny_opt):
     assert max(lead) == tiny_opt.frames_per_clip - 1  # never more than the clip being yielded
 
 
+def test_clips_per_pass_batches_without_changing_decisions(tiny_opt):
+    video = list(scene_video(70, scenes=[1, 2, 3], cuts=[0, 21, 50]))
+    one = list(VJepa2Selector(tiny_opt, budget=0.2).select(video))
+    enc_calls = 0
+
+    def count(*args):
+        nonlocal enc_calls
+        enc_calls += 1
+
+    handle = tiny_opt.model.encoder.register_forward_hook(count)
+    consumed = 0
+
+    def source():
+        nonlocal consumed
+        for f in video:
+            consumed += 1
+            yield f
+
+    lead = []
+    two = []
+    for pair in VJepa2Selector(tiny_opt, budget=0.2, clips_per_pass=2).select(source()):
+        two.append(pair)
+        lead.append(consumed - len(two))
+    handle.remove()
+    assert enc_calls == 3  # 5 clips (16, 16, 16, 16, 6) two per pass
+    assert max(lead) == 2 * tiny_opt.frames_per_clip - 1
+    assert keys_of(two) == keys_of(one)
+    assert np.allclose([d.score for _, d in two], [d.score for _, d in one], atol=1e-4)
+
+
 def test_missing_model_uniform_with_one_warning(tmp_path, caplog):
     opt = VJepa2VideoOptimizer(SimpleNamespace(device="cpu"), model_name=str(tmp_path / "gone"))
     sel = VJepa2Selector(opt, budget=0.125)
@@ -248,13 +279,15 @@ def test_make_selector(tiny_vjepa):
     cad = make_selector(SimpleNamespace(enable_vjepa2=False, detect_every=5))
     assert isinstance(cad, CadenceSelector) and cad.every == 5
     cfg = SimpleNamespace(enable_vjepa2=True, device="cpu", vjepa2_model=str(tiny_vjepa),
-                          vjepa2_frames_per_clip=8, keyframe_budget=0.1, keyframe_strategy="variance")
+                          vjepa2_frames_per_clip=8, keyframe_budget=0.1, keyframe_strategy="variance",
+                          vjepa2_clips_per_pass=3)
     sel = make_selector(cfg)
     assert isinstance(sel, VJepa2Selector) and isinstance(sel, KeyframeSelector)
     assert (sel.budget, sel.strategy, sel.optimizer.frames_per_clip) == (0.1, "variance", 8)
+    assert sel.clips_per_pass == 3
     assert sel.optimizer.model_name == str(tiny_vjepa) and sel.optimizer.model is None
     default = make_selector(SimpleNamespace(enable_vjepa2=True))
-    assert (default.budget, default.strategy) == (0.25, "novelty")
+    assert (default.budget, default.strategy, default.clips_per_pass) == (0.25, "novelty", 1)
 
 
 @pytest.mark.parametrize(("settings_", "match"), [
@@ -262,6 +295,7 @@ def test_make_selector(tiny_vjepa):
     (dict(enable_vjepa2=True, keyframe_budget=1.5), "keyframe_budget"),
     (dict(enable_vjepa2=True, keyframe_budget="lots"), "keyframe_budget"),
     (dict(enable_vjepa2=True, keyframe_strategy="random"), "keyframe_strategy"),
+    (dict(enable_vjepa2=True, vjepa2_clips_per_pass=0), "clips_per_pass"),
     (dict(detect_every=0), "detect_every"),
 ])
 def test_make_selector_rejects_bad_settings(settings_, match):

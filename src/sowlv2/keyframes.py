@@ -120,9 +120,9 @@ class _Bucket:
 class VJepa2Selector:
     """Key frames where V-JEPA 2 features change, within a budget, one clip at a time.
 
-    Frames are buffered until a clip of ``optimizer.frames_per_clip`` is full (or the stream ends),
-    the clip is encoded in one forward pass, decided, and its frames are yielded in order, so at most
-    one clip of frames and one clip of features are held.
+    Frames are buffered until ``clips_per_pass`` clips of ``optimizer.frames_per_clip`` frames are
+    full (or the stream ends), encoded in one forward pass, decided clip by clip, and yielded in
+    order, so at most ``clips_per_pass`` clips of frames and of features are held (one by default).
 
     Rule, for each frame ``n`` (``s_n``: novelty of its features against the last key frame's, see
     :func:`sowlv2.optimizations.vjepa2.novelty_scores`; ``credit_n``: unspent budget at ``n``):
@@ -148,6 +148,9 @@ class VJepa2Selector:
     Args:
         optimizer: the V-JEPA 2 encoder wrapper (``frames_per_clip`` sets the look-ahead).
         budget: share of frames the detector may run on, in (0, 1].
+        clips_per_pass: clips read ahead and encoded together (the look-ahead and the memory bound
+            are ``clips_per_pass * frames_per_clip`` frames). On a GPU the encoder's cost per pass is
+            mostly fixed overhead, so 2-4 clips per pass cost little more than one.
         strategy: ``"novelty"`` (cosine change of the spatial feature map), ``"variance"`` (relative
             change of the feature map's variance, ``|v - v_key| / (v + v_key)``) or ``"uniform"``.
         max_credit: key-frame credit at which a refresh key frame is spent (>= 1).
@@ -161,6 +164,7 @@ class VJepa2Selector:
         budget: float = 0.25,
         strategy: str = "novelty",
         *,
+        clips_per_pass: int = 1,
         max_credit: int = 3,
         min_novelty: float = 0.05,
         sensitivity: float = 3.0,
@@ -170,6 +174,9 @@ class VJepa2Selector:
                              f"got {strategy!r}")
         if int(max_credit) < 1:
             raise ValueError(f"max_credit must be >= 1, got {max_credit}")
+        if int(clips_per_pass) < 1:
+            raise UsageError(f"vjepa2_clips_per_pass must be >= 1, got {clips_per_pass}")
+        self.clips_per_pass = int(clips_per_pass)
         self._budget = _budget_fraction(budget)
         self.optimizer = optimizer
         self.budget = float(budget)
@@ -199,37 +206,56 @@ class VJepa2Selector:
 
     # ------------------------------------------------------------------ selection
     def select(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, KeyframeDecision]]:
-        """Yield ``(frame, decision)`` for every frame, in order, one clip behind the source."""
+        """Yield ``(frame, decision)`` for every frame, in order, up to ``clips_per_pass`` clips behind
+        the source."""
         self.seconds = 0.0
         self.fallback = False
         bucket = _Bucket(self._budget)
         use_model = self.strategy != "uniform"
         fpc = max(1, int(self.optimizer.frames_per_clip))
+        group_len = fpc * self.clips_per_pass
         state: dict[str, Any] = {"ref": None, "prev": None, "window": deque(maxlen=4 * fpc)}
-        clip: deque[Frame] = deque()
-        start = 0  # stream position of clip[0]
+        group: deque[Frame] = deque()
+        start = 0  # stream position of group[0]
         it = iter(frames)
         while True:
             for frame in it:
-                clip.append(frame)
-                if len(clip) == fpc:
+                group.append(frame)
+                if len(group) == group_len:
                     break
-            if not clip:
+            if not group:
                 break
             t0 = time.perf_counter()
+            count = len(group)
+            decisions: list[KeyframeDecision] | None = None
             if use_model and not self.fallback:
-                decisions = self._decide_clip(list(clip), start, bucket, state)
+                decisions = self._decide_group(list(group), start, fpc, bucket, state)
                 if decisions is None:
                     self.fallback = True
                     log.info("key frames: uniform schedule at budget %s from frame %d", self.budget, start)
-            if not use_model or self.fallback:
-                decisions = self._uniform(len(clip), start, bucket)
+            if decisions is None:
+                decisions = self._uniform(count, start, bucket)
             self.seconds += time.perf_counter() - t0
-            start += len(clip)
+            start += count
             for decision in decisions:
-                yield clip.popleft(), decision
-            if start % fpc:  # a short clip: the stream has ended
+                yield group.popleft(), decision
+            if count < group_len:  # a short group: the stream has ended
                 break
+
+    def _decide_group(
+        self, frames: list[Frame], start: int, fpc: int, bucket: _Bucket, state: dict[str, Any]
+    ) -> list[KeyframeDecision] | None:
+        """Encode up to ``clips_per_pass`` clips (one forward pass) and decide them clip by clip."""
+        opt = self.optimizer
+        if not opt.is_available:
+            return None
+        feats = opt.extract_video_features([f.image for f in frames], batch_size=self.clips_per_pass)
+        if feats is None:
+            return None
+        out: list[KeyframeDecision] = []
+        for c in range(0, len(frames), fpc):
+            out.extend(self._decide_clip(feats[c : c + fpc], start + c, bucket, state))
+        return out
 
     def _uniform(self, count: int, start: int, bucket: _Bucket) -> list[KeyframeDecision]:
         out = []
@@ -240,16 +266,11 @@ class VJepa2Selector:
         return out
 
     def _decide_clip(
-        self, clip: list[Frame], start: int, bucket: _Bucket, state: dict[str, Any]
-    ) -> list[KeyframeDecision] | None:
-        opt = self.optimizer
-        if not opt.is_available:
-            return None
-        feats = opt.extract_video_features([f.image for f in clip])
-        if feats is None:
-            return None
-        count = len(clip)
-        tub = max(1, int(getattr(opt, "tubelet_size", 2)))
+        self, feats: torch.Tensor, start: int, bucket: _Bucket, state: dict[str, Any]
+    ) -> list[KeyframeDecision]:
+        """Decisions for one clip's frames from their (T, h, w, D) features; ``start``: stream position."""
+        count = int(feats.shape[0])
+        tub = max(1, int(getattr(self.optimizer, "tubelet_size", 2)))
         # Jump of each frame: its tubelet against the frame just before the tubelet's first frame.
         tstart = [(j // tub) * tub for j in range(count)]
         prev_maps = torch.stack([feats[t - 1] if t > 0 else (state["prev"] if state["prev"] is not None
@@ -302,7 +323,7 @@ def make_selector(config: Any) -> KeyframeSelector:
 
     Reads (each optional): ``enable_vjepa2`` (False), ``detect_every`` (1), ``keyframe_budget``
     (0.25), ``keyframe_strategy`` ("novelty"), ``vjepa2_model``, ``vjepa2_frames_per_clip`` (16),
-    ``device``, ``dtype``.
+    ``vjepa2_clips_per_pass`` (1), ``device``, ``dtype``.
 
     Returns:
         :class:`VJepa2Selector` when ``enable_vjepa2`` is set, else :class:`CadenceSelector`.
@@ -315,7 +336,9 @@ def make_selector(config: Any) -> KeyframeSelector:
         assert optimizer is not None
         budget = getattr(config, "keyframe_budget", None)
         strategy = getattr(config, "keyframe_strategy", None) or "novelty"
-        return VJepa2Selector(optimizer, budget=0.25 if budget is None else budget, strategy=strategy)
+        clips = getattr(config, "vjepa2_clips_per_pass", None)
+        return VJepa2Selector(optimizer, budget=0.25 if budget is None else budget, strategy=strategy,
+                              clips_per_pass=1 if clips is None else clips)
     every = getattr(config, "detect_every", None)
     return CadenceSelector(1 if every is None else every)
 

@@ -374,12 +374,13 @@ class VJepa2VideoOptimizer:
             result.extend(zip(group, feats, strict=True))
         return result
 
-    def extract_video_features(self, frames: Sequence[ImageLike]) -> torch.Tensor | None:
+    def extract_video_features(self, frames: Sequence[ImageLike], batch_size: int = 4) -> torch.Tensor | None:
         """Per-frame spatial feature maps of the V-JEPA 2 encoder.
 
         Args:
             frames: RGB PIL images (or (H, W, 3) uint8 RGB arrays), in video order; any size (each
                 frame is resized whole to the model's square input, never cropped).
+            batch_size: clips per forward pass.
 
         Returns:
             (T, h, w, D) float32 CPU tensor, T = len(frames), h = w = crop_size / patch_size (8 for a
@@ -390,7 +391,7 @@ class VJepa2VideoOptimizer:
         frames = list(frames)
         if not frames:
             return None
-        clips = self.batch_process_video_clips(frames)
+        clips = self.batch_process_video_clips(frames, batch_size=batch_size)
         if not clips:
             return None
         return torch.cat([f for _, f in clips], dim=0)
