@@ -42,8 +42,9 @@ class KeyframeDecision:
 
     Attributes:
         is_key: run the detector on this frame.
-        score: the frame's novelty in [0, 1] with respect to the last key frame before it (1.0 for
-            frame 0), or ``None`` when no model scored it (cadence / uniform schedules).
+        score: the frame's change score in [0, 1] (novelty, or variance change, with respect to the
+            last key frame before it; 1.0 for frame 0), or ``None`` when no model scored it
+            (cadence and uniform schedules, fallback).
     """
 
     is_key: bool
@@ -118,7 +119,7 @@ class _Bucket:
 
 
 class VJepa2Selector:
-    """Key frames where V-JEPA 2 features change, within a budget, one clip at a time.
+    """Key frames where V-JEPA 2 features change, within a budget, decided clip by clip.
 
     Frames are buffered until ``clips_per_pass`` clips of ``optimizer.frames_per_clip`` frames are
     full (or the stream ends), encoded in one forward pass, decided clip by clip, and yielded in
@@ -284,7 +285,7 @@ class VJepa2Selector:
         if state["ref"] is None:  # first frame of the video
             decisions[0] = KeyframeDecision(True, 1.0)
             bucket.keys += 1
-            state["ref"] = feats[0]
+            state["ref"] = feats[0].clone()  # a copy: a view would keep the whole clip alive
             j = 1
         while j < count:
             s = self._change(feats[j:], state["ref"]).numpy()
