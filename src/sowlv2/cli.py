@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--enable-vjepa2", action="store_true", help="choose key frames with V-JEPA 2")
     v.add_argument("--vjepa2-model", help="V-JEPA 2 hub id or folder (default facebook/vjepa2-vitl-fpc16-256-ssv2)")
     v.add_argument("--vjepa2-frames-per-clip", type=int, help="frames per V-JEPA 2 clip (default 16)")
+    v.add_argument("--vjepa2-clips-per-pass", type=int, help="V-JEPA 2 clips per forward pass (default 1; "
+                                                                "4 suits a GPU)")
     v.add_argument("--keyframe-budget", type=_float01, help="share of frames the detector may run on (0.25)")
     v.add_argument("--keyframe-strategy", help="novelty (default), variance or uniform")
 

@@ -59,6 +59,7 @@ class PipelineBaseData:
     enable_vjepa2: bool = False
     vjepa2_model: str = DEFAULT_VJEPA2_MODEL
     vjepa2_frames_per_clip: int = 16
+    vjepa2_clips_per_pass: int = 1
     keyframe_budget: float = 0.25
     keyframe_strategy: str = "novelty"
     # Run control.
@@ -88,6 +89,7 @@ class PipelineBaseData:
         _min("detect_every", self.detect_every, 1)
         _min("max_lost", self.max_lost, 1)
         _min("vjepa2_frames_per_clip", self.vjepa2_frames_per_clip, 2)
+        _min("vjepa2_clips_per_pass", self.vjepa2_clips_per_pass, 1)
         if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
             raise UsageError(f"fps: must be a positive number, got {self.fps}")
         if self.dtype not in DTYPES:
@@ -160,7 +162,7 @@ _FIELD_TYPES: dict[str, str] = {
     "device": "str", "dtype": "str", "threshold": "float", "nms_iou": "float", "max_objects": "int?",
     "no_merged": "bool", "no_binary": "bool", "no_overlay": "bool", "mask_videos": "bool",
     "frames": "bool", "fps": "float?", "detect_every": "int", "match_iou": "float", "max_lost": "int",
-    "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int",
+    "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int", "vjepa2_clips_per_pass": "int",
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
 }
