@@ -62,9 +62,12 @@ _DTYPES = {
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
+    """``None``/``"auto"`` -> cuda, then mps, then cpu (as the pipeline does); anything else as given
+    (an unavailable device then makes the optimizer unavailable, with the reason logged)."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from ..models.loading import resolve_device as resolve_auto
+
+        return resolve_auto("auto")
     return torch.device(device)
 
 
