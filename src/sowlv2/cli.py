@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 
@@ -105,11 +107,23 @@ def config_from_args(ns: argparse.Namespace):
     return PipelineBaseData.from_dict(data, source=source)
 
 
+class _Formatter(logging.Formatter):
+    """Errors and warnings as ``sowlv2: error: ...`` / ``sowlv2: warning: ...``; information as is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"{PROG}: error: {text}"
+        if record.levelno >= logging.WARNING:
+            return f"{PROG}: warning: {text}"
+        return text
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
-                                           else "%(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose
+                         else _Formatter("%(message)s"))
     root = logging.getLogger("sowlv2")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -148,10 +162,9 @@ def run(argv: list[str]) -> int:
         if skipped:
             summary += f", {len(skipped)} skipped (already complete)"
         if failed:
-            summary += f", {len(failed)} failed"
+            summary += f", {len(failed)} failed ({', '.join(r.name for r in failed)}; see run.json)"
         print(f"{summary}; results in {config.output}")
-    for r in failed:
-        print(f"{PROG}: error: {r.error}", file=sys.stderr)
+    # Each failed input was reported on stderr (one line) as it failed.
     return 1 if failed else 0
 
 
@@ -167,10 +180,21 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
             "demo": lazy("sowlv2.demo", "demo_main"), "bench": lazy("sowlv2.bench", "bench_main")}
 
 
+def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``sowlv2`` / ``sowlv2-detect`` / ``python -m sowlv2``; returns the exit code."""
+    """Entry point of ``sowlv2`` / ``sowlv2-detect`` / ``python -m sowlv2``; returns the exit code.
+
+    SIGTERM (what batch schedulers and ``kill`` send) stops the run like Ctrl-C: unfinished results
+    are removed, run.json is marked ``interrupted`` and the exit code is 130.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         subs = _subcommands()
         if argv and argv[0] in subs:
@@ -192,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)",
               file=sys.stderr)
         return 1
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 if __name__ == "__main__":

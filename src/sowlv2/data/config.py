@@ -148,7 +148,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"{path}: malformed YAML{where}") from None
+        problem = getattr(exc, "problem", None) or ""
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            # e.g. !!python/object: safe loading builds plain values only, never objects.
+            raise UsageError(f"{path}: YAML tag not allowed{where}: {problem}; a config holds plain "
+                             "values only") from None
+        raise UsageError(f"{path}: malformed YAML{where}" + (f": {problem}" if problem else "")) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
