@@ -402,9 +402,9 @@ class SOWLv2Pipeline:
             check_replaceable(out_root / item.name)
         was_empty = not out_root.is_dir() or not any(out_root.iterdir())
         created = prepare_output_dir(out_root)
+        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)  # checks --resume settings
         if self.config.resume or self.config.overwrite:
             clean_stale_partials(out_root)
-        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)
         reports: list[InputReport] = []
         current = None
         try:

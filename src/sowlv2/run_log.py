@@ -137,7 +137,7 @@ class RunLog:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             if changed:
                 diffs = ", ".join(f"{k} ({_short(before.get(k))} -> {_short(settings.get(k))})" for k in changed)
-                raise UsageError(f"resume: settings differ from the interrupted run in {diffs}; "
+                raise UsageError(f"resume: settings differ from the previous run's in {diffs}; "
                                  "use the same settings, or --overwrite to start again")
         self.resumed = previous is not None
         self.data = previous or {"settings": settings, "inputs": {}}

@@ -8,6 +8,7 @@ YAML file > defaults.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -112,7 +113,7 @@ class PipelineBaseData:
         for key, value in data.items():
             name = str(key).replace("-", "_")
             if name not in known:
-                close = [k for k in known if k.startswith(name[:4])]
+                close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise UsageError(f"{source}: unknown key {key!r}{hint}")
             values[name] = value

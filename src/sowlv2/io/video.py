@@ -48,6 +48,13 @@ def _apply_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
+def _codec_name(stream) -> str:
+    try:
+        return str(stream.codec.name)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "unknown codec"
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Read stream metadata without decoding more than the first frame."""
     try:
@@ -55,13 +62,19 @@ def probe_video(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            if stream.codec_context is None:
+                raise InputError(f"{path}: no decoder for its video codec ({_codec_name(stream)})")
             fps = float(stream.average_rate) if stream.average_rate else 0.0
             frames = int(stream.frames or 0)
             w, h = stream.codec_context.width, stream.codec_context.height
             rotation = 0
-            for frame in container.decode(stream):
-                rotation = _rotation(frame)
-                break
+            try:
+                for frame in container.decode(stream):
+                    rotation = _rotation(frame)
+                    break
+            except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+                raise InputError(f"{path}: cannot decode any frame ({getattr(exc, 'strerror', None) or exc}); "
+                                 "the file is damaged or truncated") from None
     except (av.error.FFmpegError, ValueError, MemoryError) as exc:
         raise InputError(f"{path}: cannot read as video ({getattr(exc, 'strerror', None) or exc})") from None
     if rotation in (90, 270):
@@ -113,6 +126,8 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Fr
         if not container.streams.video:
             raise InputError(f"{path}: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise InputError(f"{path}: no decoder for its video codec ({_codec_name(stream)})")
         stream.thread_type = "AUTO"
         base = stream.average_rate
         t0 = None
@@ -145,7 +160,8 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Fr
         except (av.error.FFmpegError, ValueError, MemoryError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             if kept == 0:
-                raise InputError(f"{path}: cannot decode any frame ({reason})") from None
+                raise InputError(f"{path}: cannot decode any frame ({reason}); the file is damaged or truncated") \
+                    from None
             log.warning("%s: decoding stopped after %d frames (%s); keeping what decoded", path, source + 1, reason)
         else:
             if kept == 0:
