@@ -37,7 +37,11 @@ def safe_name(text: str, max_len: int = _MAX_LABEL) -> str:
 
 
 def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Map each prompt to a file-name-safe label, unique within the run (``cat``, ``cat_2``, ...)."""
+    """Map each prompt to a file-name-safe label, unique within the run (``cat``, ``cat_2``, ...).
+
+    Each label is one path component of ``[A-Za-z0-9_-]`` characters, at most 40 long, and unique
+    ignoring case (``Cat`` and ``cat`` would share a file on a case-insensitive disk).
+    """
     out: dict[str, str] = {}
     used: set[str] = set()
     for p in prompts:
@@ -45,10 +49,11 @@ def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
             continue
         base = safe_name(p)
         name, k = base, 2
-        while name in used:
-            name = f"{base[:_MAX_LABEL - 4]}_{k}"
+        while name.casefold() in used:
+            suffix = f"_{k}"
+            name = base[:_MAX_LABEL - len(suffix)] + suffix
             k += 1
-        used.add(name)
+        used.add(name.casefold())
         out[p] = name
     return out
 
