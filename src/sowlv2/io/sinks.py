@@ -58,6 +58,11 @@ def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _mask_u8(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (H, W) uint8 0/255, with one full-size array made (not two)."""
+    return mask.view(np.uint8) * np.uint8(255)
+
+
 def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, compress_level=1)
 
@@ -166,24 +171,27 @@ class InputWriter:
         for i in range(len(result)):
             oid, label = int(result.ids[i]), self.labels[result.labels[i]]
             if self.binary:
-                _save_png(result.masks[i].astype(np.uint8) * 255,
+                _save_png(_mask_u8(result.masks[i]),
                           self.dir / "binary/frames" / f"{stem}_obj{oid:02d}_{label}_mask.png")
             if self.overlay:
                 _save_png(draw_overlay(image, result, which=[i]),
                           self.dir / "overlay/frames" / f"{stem}_obj{oid:02d}_{label}_overlay.png")
-        merged_mask = result.merged_mask.astype(np.uint8) * 255
-        merged_overlay = draw_overlay(image, result) if self.overlay else None
-        if self.binary and self.merged:
-            _save_png(merged_mask, self.dir / "binary/merged" / f"{stem}_merged_mask.png")
-        if self.overlay and self.merged:
-            _save_png(merged_overlay, self.dir / "overlay/merged" / f"{stem}_merged_overlay.png")
-        if self.kind == "video":
-            if self.overlay:
-                self._video("overlay").write(merged_overlay)
-            if self.binary:
+        video = self.kind == "video"
+        # Merged images are made only when something is written from them (full-size work on big images).
+        if self.binary and (self.merged or video):
+            merged_mask = _mask_u8(result.merged_mask)
+            if self.merged:
+                _save_png(merged_mask, self.dir / "binary/merged" / f"{stem}_merged_mask.png")
+            if video:
                 self._video("binary").write(np.repeat(merged_mask[..., None], 3, axis=2))
-            if self.mask_videos:
-                self._write_object_videos(result)
+        if self.overlay and (self.merged or video):
+            merged_overlay = draw_overlay(image, result)
+            if self.merged:
+                _save_png(merged_overlay, self.dir / "overlay/merged" / f"{stem}_merged_overlay.png")
+            if video:
+                self._video("overlay").write(merged_overlay)
+        if video and self.mask_videos:
+            self._write_object_videos(result)
         self.frames += 1
         self.seconds += time.perf_counter() - t0
 
@@ -205,7 +213,7 @@ class InputWriter:
                 self._object_videos[oid] = writer
         for oid, writer in self._object_videos.items():
             if oid in present:
-                writer.write(np.repeat(result.masks[present[oid]][..., None].astype(np.uint8) * 255, 3, axis=2))
+                writer.write(np.repeat(_mask_u8(result.masks[present[oid]])[..., None], 3, axis=2))
             else:
                 writer.write(blank)
 
