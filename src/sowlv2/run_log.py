@@ -96,15 +96,15 @@ def prepare_output_dir(out_root: Path) -> bool:
 
 
 def clean_stale_partials(out_root: Path) -> list[Path]:
-    """Delete ``.<name>.partial`` folders (unfinished results of an interrupted run: ours) and the
-    temporary files of an interrupted save. Returns what was removed."""
+    """Delete ``.<name>.partial`` folders (unfinished results of an interrupted run: ours), the
+    temporary files of an interrupted save and the write probe. Returns what was removed."""
     removed = []
     for p in out_root.glob(".*.partial"):
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
             removed.append(p)
-    for p in out_root.glob(".*.json.tmp"):
-        if p.is_file():
+    for p in [*out_root.glob(".*.json.tmp"), out_root / ".sowlv2-write-test"]:
+        if p.is_file() and not p.is_symlink():
             p.unlink()
             removed.append(p)
     if removed:
