@@ -266,6 +266,19 @@ def test_a_bad_file_in_a_folder_is_reported_and_skipped(tmp_path, media, tiny_ow
         assert json.loads((out / name / "results.json").read_text())["input"] == file
 
 
+def test_a_folder_where_every_file_fails_leaves_nothing(tmp_path, media, tiny_owl, tiny_sam, capsys):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for name in ("x.jpg", "y.png"):
+        shutil.copy(media / "fake.jpg", folder / name)
+    rc = main([a for a in _base(tiny_owl, tiny_sam, tmp_path / "out") if a != "-q"] + ["-i", str(folder), "-p", "c"])
+    cap = capsys.readouterr()
+    assert rc == 1 and not (tmp_path / "out").exists()
+    assert [line.split(": ")[2] for line in cap.err.splitlines() if line.startswith("sowlv2: error:")] == [
+        str(folder / "x.jpg"), str(folder / "y.png")]
+    assert "0 done, 2 failed (x, y); results in" in cap.out  # no run.json to point at
+
+
 # ---------------------------------------------------------------------------- 2. odd but valid input
 
 

@@ -13,6 +13,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 from .errors import SOWLv2Error, UsageError
@@ -162,7 +163,8 @@ def run(argv: list[str]) -> int:
         if skipped:
             summary += f", {len(skipped)} skipped (already complete)"
         if failed:
-            summary += f", {len(failed)} failed ({', '.join(r.name for r in failed)}; see run.json)"
+            where = "; see run.json" if (Path(config.output).expanduser() / "run.json").is_file() else ""
+            summary += f", {len(failed)} failed ({', '.join(r.name for r in failed)}{where})"
         print(f"{summary}; results in {config.output}")
     # Each failed input was reported on stderr (one line) as it failed.
     return 1 if failed else 0
