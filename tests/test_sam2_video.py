@@ -6,8 +6,6 @@ times each module runs, that eviction leaves results unchanged), never mask qual
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch

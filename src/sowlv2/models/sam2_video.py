@@ -120,7 +120,7 @@ class Sam2VideoTracker:
 
         name = str(name_or_path)
         try:
-            model = Sam2VideoModel.from_pretrained(name, dtype=dtype)
+            model = Sam2VideoModel.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False)
             processor = Sam2VideoProcessor.from_pretrained(name)
         except (OSError, ValueError) as err:
             where = "the folder exists but" if Path(name).is_dir() else "there is no such local folder and"

@@ -248,11 +248,13 @@ class VJepa2VideoOptimizer:
         processor = AutoVideoProcessor.from_pretrained(self._model_name)
         archs = list(getattr(cfg, "architectures", None) or [])
         if any("Classification" in a for a in archs):
-            full = VJEPA2ForVideoClassification.from_pretrained(self._model_name, dtype=self._dtype)
+            full = VJEPA2ForVideoClassification.from_pretrained(self._model_name, dtype=self._dtype,
+                                                                use_safetensors=True, trust_remote_code=False)
             model = full.vjepa2  # the encoder; the pooler and classifier are dropped with `full`
             del full
         else:
-            model = VJEPA2Model.from_pretrained(self._model_name, dtype=self._dtype)
+            model = VJEPA2Model.from_pretrained(self._model_name, dtype=self._dtype, use_safetensors=True,
+                                                trust_remote_code=False)
         model = model.eval().to(self._device)
         for p in model.parameters():
             p.requires_grad_(False)
