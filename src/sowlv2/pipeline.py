@@ -39,11 +39,16 @@ class VideoRunState:
 
     keyframes: list[int] = field(default_factory=list)
     keyframe_scores: list[float | None] = field(default_factory=list)
-    tracks: list[dict] = field(default_factory=list)
+    manager: TrackManager | None = None
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     frames: int = 0
     detector_calls: int = 0
     fps: float | None = None
+
+    @property
+    def tracks(self) -> list[dict]:
+        """Every track of the run so far (id, label, first/last frame, best score)."""
+        return [t.to_dict() for t in self.manager.all_tracks()] if self.manager else []
 
     def stats(self) -> dict:
         return {"frames": self.frames, "detector_calls": self.detector_calls,
@@ -245,7 +250,7 @@ class SOWLv2Pipeline:
         frames = self._frames(video, state)
         selector = selector or self._selector()
         tracker = self.tracker
-        manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
+        manager = state.manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
         tracker.reset()
         t_start = time.perf_counter()
         select_before = getattr(selector, "seconds", 0.0)
@@ -274,7 +279,6 @@ class SOWLv2Pipeline:
                 tracker.remove(ended)
             state.seconds["select"] = getattr(selector, "seconds", 0.0) - select_before
             state.frames += 1
-            state.tracks = [t.to_dict() for t in manager.all_tracks()]
             state.seconds["total"] = time.perf_counter() - t_start
             yield frame, self._frame_result(frame, tracked, manager, decision.is_key)
         state.seconds["total"] = time.perf_counter() - t_start
