@@ -523,6 +523,7 @@ class Bench:
         self.runs: dict[str, Any] = {}
         self.load: dict[str, list[float]] = {"start": _load()}
         self.section_seconds: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
         self.notes: list[str] = []
         self.tmp = Path(tempfile.mkdtemp(prefix="sowlv2-bench-"))
         self.paths: dict[str, Path] = {}
@@ -656,7 +657,11 @@ class Bench:
                     log.info("bench: %s", section)
                     self.load[section] = _load()
                     t1 = time.perf_counter()
-                    getattr(self, f"section_{section}")()
+                    try:
+                        getattr(self, f"section_{section}")()
+                    except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
+                        log.exception("bench: section %s failed", section)
+                        self.errors[section] = f"{type(exc).__name__}: {exc}"
                     self.section_seconds[section] = round(time.perf_counter() - t1, 1)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -1028,6 +1033,7 @@ class Bench:
             "comparisons": self.comparisons,
             "runs": self.runs,
             "targets": self.targets(),
+            "errors": self.errors,
             "notes": self.notes + [
                 "Random weights: speed and memory only, never quality. The detector's boxes are the synthetic "
                 "world's ground truth (FixedBoxesDetector, after the real OWLv2 ran); association is forced "
@@ -1175,13 +1181,19 @@ def markdown(report: dict) -> str:
             growth = "n/a" if r["run_growth_mb"] is None else f"{r['run_growth_mb']:+.1f} MiB"
             lines.append(f"| {key} | {r['frames']} | {r['peak_rss_mb']:.1f} MiB | {r['load_peak_rss_mb']:.1f} MiB "
                          f"| {run_peak} | {growth} | {r['seconds']} |")
+    if report.get("errors"):
+        lines += ["", "## Sections that failed", ""] + [f"- {k}: {v}" for k, v in report["errors"].items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- entry
 def bench_main(argv: list[str]) -> int:
-    """``sowlv2 bench ...``: run the benchmark, write ``<output>/<name>.json`` and ``.md``; returns 0."""
+    """``sowlv2 bench ...``: run the benchmark, write ``<output>/<name>.json`` and ``.md``.
+
+    Returns:
+        0, or 1 when a section failed (the report is still written, with the error).
+    """
     if argv and argv[0] == "_memory_child":
         print(json.dumps(memory_child(json.loads(argv[1]))))
         return 0
@@ -1201,7 +1213,9 @@ def bench_main(argv: list[str]) -> int:
     for t in report["targets"]:
         flag = "PASS" if t["pass"] else "FAIL"
         print(f"  {flag}{'' if t['applies'] else ' (n/a)'}: {t['name']} = {t['value']:.3f} ({t['limit']})")
-    return 0
+    for section, error in report["errors"].items():
+        print(f"sowlv2: error: bench: section {section} failed: {error}", file=sys.stderr)
+    return 1 if report["errors"] else 0
 
 
 if __name__ == "__main__":
