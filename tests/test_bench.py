@@ -36,6 +36,7 @@ def quick(tmp_path_factory):
 
 def test_quick_report_has_every_measure_positive(quick):
     report, _, _ = quick
+    assert report["errors"] == {}
     measures = report["measures"]
     assert set(measures) == EXPECTED_MEASURES
     for name, m in measures.items():
