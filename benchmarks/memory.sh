@@ -20,6 +20,8 @@ SIZE=${SIZE:-320x240}
 PY=${PYTHON:-python}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# One torch thread: tiny models run fastest so (and a busy machine does not stall them); RSS does not depend on it.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [ ! -x /usr/bin/time ]; then echo "memory.sh: /usr/bin/time is needed (apt-get install time)" >&2; exit 2; fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
