@@ -336,9 +336,13 @@ class InputWriter:
         for writer in [*self._videos.values(), *self._object_videos.values()]:
             writer.close()
         tail = {"keyframes": keyframes, "keyframe_scores": keyframe_scores, "tracks": tracks}
-        self.seconds += time.perf_counter() - t0
+        waited = time.perf_counter() - t0
+        self.seconds += waited
         stats = dict(stats)
-        stats.setdefault("seconds", {})["write"] = round(self.seconds, 4)
+        seconds = stats["seconds"] = dict(stats.get("seconds", {}))
+        seconds["write"] = round(self.seconds, 4)
+        if "total" in seconds:  # the run is not over until the last frame is written
+            seconds["total"] = round(seconds["total"] + waited, 4)
         tail["stats"] = stats
         self._results.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:] + "\n")
         self._results.close()
