@@ -1,0 +1,635 @@
+"""Train the small demo checkpoints of SOWLv2's production model classes on the synthetic world.
+
+The checkpoints let the whole pipeline be measured offline (no hub download): an
+``Owlv2ForObjectDetection`` that finds the world's shapes from text, a ``Sam2VideoModel`` (which
+``Sam2Model`` also loads) that turns boxes into masks and tracks them, and a ``VJEPA2Model``.
+They are trained from scratch, on the CPU, from videos drawn by ``sowlv2.eval.world``.
+
+Seed ranges of the world videos (``iter_world_video(seed, ...)``; integer seeds):
+
+- training: 1000 and above (OWLv2 from 1000, SAM 2 images from 200000, SAM 2 clips from 300000);
+- validation (progress printed during development): 500-599;
+- held-out test: 0-99, never seen in training (``tools/eval_demo_models.py`` and the demo use them;
+  ``generate_world(seed=s)`` draws ``(s, i)`` tuples, also disjoint from the training seeds).
+
+Usage (everything is seeded; 2 CPU threads reproduce the shipped checkpoints in under 45 minutes)::
+
+    python tools/train_demo_models.py --out src/sowlv2/demo_models --threads 2
+    python tools/train_demo_models.py --only owl --owl-steps 200 --out /tmp/demo   # a short try
+
+Recipe and API details: shared/notes/models.md, "Training small models on a synthetic shapes world".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torchvision.ops import box_convert, generalized_box_iou, generalized_box_iou_loss, sigmoid_focal_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sowlv2.eval.world import COLOURS, KINDS, SHAPES, iter_world_video  # noqa: E402
+
+log = logging.getLogger("train_demo_models")
+
+WORLD_SIZE = (320, 240)  # (width, height) of every training video, as in the demo
+OWL_SEED0, SAM_IMAGE_SEED0, SAM_CLIP_SEED0 = 1000, 200_000, 300_000
+VAL_SEEDS = range(500, 600)
+HELD_OUT_SEEDS = range(0, 100)
+
+NAMES = [f"{c} {s}" for c, s in KINDS]  # 12 full names, index = kind index
+QUERIES = NAMES + list(COLOURS) + list(SHAPES)  # 19 text queries used in training
+# query indices that are positive for an object of each kind: its name, its colour, its shape
+POSITIVES = [(k, len(NAMES) + list(COLOURS).index(c), len(NAMES) + len(COLOURS) + SHAPES.index(s))
+             for k, (c, s) in enumerate(KINDS)]
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_seed(seed: int) -> int:
+    if seed in HELD_OUT_SEEDS or seed in VAL_SEEDS:
+        raise ValueError(f"seed {seed} is held out")
+    return seed
+
+
+def world_frames(seed0: int, videos: int, frames: int, every: int, min_area: int,
+                 **world_kwargs) -> Iterator[tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]]:
+    """Frames of training videos ``seed0 .. seed0 + videos - 1``, every ``every``-th frame (offset by seed).
+
+    Yields:
+        rgb (H, W, 3) uint8 and a list of (kind index, box [x0, y0, x1, y1] float32 pixels, mask (H, W) bool)
+        of the objects with at least ``min_area`` visible pixels.
+    """
+    for i in range(videos):
+        seed = _check_seed(seed0 + i)
+        video = iter_world_video(seed, frames, WORLD_SIZE, **world_kwargs)
+        kind_of = {oid: NAMES.index(label) for oid, label in video.categories.items()}
+        for t, (rgb, id_map) in enumerate(video):
+            if (t + seed) % every:
+                continue
+            objs = []
+            for oid, kind in kind_of.items():
+                mask = id_map == oid
+                if mask.sum() >= min_area:
+                    ys, xs = np.nonzero(mask)
+                    box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+                    objs.append((kind, box, mask))
+            yield rgb, objs
+
+
+# ---------------------------------------------------------------------------------------------------
+# OWLv2
+
+
+def owl_config_kwargs(args) -> dict:
+    return dict(image_size=args.owl_image_size, patch=args.owl_patch, vision_hidden=args.owl_vision_hidden,
+                vision_layers=args.owl_vision_layers, text_hidden=args.owl_text_hidden,
+                text_layers=args.owl_text_layers, max_len=args.owl_max_len)
+
+
+def build_owl(image_size: int, patch: int, vision_hidden: int, vision_layers: int, text_hidden: int,
+              text_layers: int, max_len: int):
+    """A fresh ``Owlv2ForObjectDetection`` + ``Owlv2Processor`` (byte-level CLIP tokenizer).
+
+    The text hidden size equals ``projection_dim``: the class head compares image features mapped
+    to the text hidden size with the projected query embeddings.
+    """
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    from sowlv2.models.random_init import byte_tokenizer
+
+    tok = byte_tokenizer(max_length=max_len)
+    text = dict(vocab_size=len(tok), hidden_size=text_hidden, intermediate_size=2 * text_hidden,
+                num_hidden_layers=text_layers, num_attention_heads=max(1, text_hidden // 32),
+                max_position_embeddings=max_len, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=vision_hidden, intermediate_size=2 * vision_hidden, num_hidden_layers=vision_layers,
+                  num_attention_heads=max(1, vision_hidden // 32), image_size=image_size, patch_size=patch)
+    config = Owlv2Config(text_config=text, vision_config=vision, projection_dim=text_hidden)
+    model = Owlv2ForObjectDetection(config)
+    with torch.no_grad():  # random heads give logits near +-100 and collapsed boxes: start them neutral
+        model.class_head.logit_shift.weight.zero_()
+        model.class_head.logit_shift.bias.fill_(-0.3)
+        model.class_head.logit_scale.weight.zero_()
+        model.class_head.logit_scale.bias.fill_(9.0)
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+        model.objectness_head.dense2.weight.zero_()
+        model.objectness_head.dense2.bias.fill_(-3.0)
+    processor = Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}),
+                               tokenizer=tok)
+    return model, processor
+
+
+def owl_dataset(processor, videos: int, frames: int, every: int, seed0: int = OWL_SEED0):
+    """Preprocess training frames with the Owlv2 image processor (as at inference).
+
+    Returns:
+        pixels (N, 3, S, S) float16 and targets: per image a (n, 5) float32 array of
+        [kind, cx, cy, w, h] with boxes normalised to the padded square (side max(H, W)).
+    """
+    side = float(max(WORLD_SIZE))
+    rgbs, targets, chunks = [], [], []
+
+    def flush():
+        if rgbs:
+            px = processor.image_processor(images=rgbs, return_tensors="pt")["pixel_values"]
+            chunks.append(px.to(torch.float16))
+            rgbs.clear()
+
+    for rgb, objs in world_frames(seed0, videos, frames, every, min_area=40, min_objects=1, max_objects=6):
+        rgbs.append(rgb)
+        rows = []
+        for kind, (x0, y0, x1, y1), _ in objs:
+            rows.append([kind, (x0 + x1) / 2 / side, (y0 + y1) / 2 / side, (x1 - x0) / side, (y1 - y0) / side])
+        targets.append(np.array(rows, np.float32).reshape(-1, 5))
+        if len(rgbs) == 64:
+            flush()
+    flush()
+    return torch.cat(chunks), targets
+
+
+def owl_text_inputs(processor, queries: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    tok = processor.tokenizer
+    text = tok(queries, padding="max_length", truncation=True, max_length=tok.model_max_length,
+               return_tensors="pt")
+    return text["input_ids"], text["attention_mask"]
+
+
+def owl_forward(model, pixel_values, input_ids, attention_mask):
+    """Training forward of the production modules: logits (B, P, Q), boxes (B, P, 4) cxcywh, objectness (B, P)."""
+    feature_map, _ = model.image_embedder(pixel_values=pixel_values)
+    b, h, w, d = feature_map.shape
+    image_feats = feature_map.reshape(b, h * w, d)
+    query = model.owlv2.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    query = query[None].expand(b, -1, -1)
+    query_mask = (input_ids[:, 0] > 0)[None].expand(b, -1)
+    logits, _ = model.class_predictor(image_feats, query, query_mask)
+    boxes = model.box_predictor(image_feats, feature_map)
+    objectness = model.objectness_predictor(image_feats)
+    return logits, boxes, objectness
+
+
+def owl_loss(logits, boxes, objectness, targets, weights=(2.0, 5.0, 2.0, 1.0)):
+    """DETR-style loss: Hungarian matching per image, then focal + L1 + GIoU + objectness BCE.
+
+    Matching cost (per prediction patch, per ground-truth object): w_cls * focal class cost averaged
+    over the object's three positive queries (name, colour, shape) + w_l1 * L1 of the cxcywh boxes +
+    w_giou * (-GIoU). Losses: sigmoid focal loss on every (patch, query) logit, positive for the
+    matched patches' positive queries; L1 + GIoU on matched boxes; BCE on objectness (matched
+    patches positive). Class, box and GIoU terms are normalised by the number of objects.
+
+    Args:
+        logits: (B, P, Q) class logits; boxes: (B, P, 4) normalised cxcywh; objectness: (B, P).
+        targets: per image a (n, 5) tensor [kind, cx, cy, w, h].
+    """
+    w_cls, w_l1, w_giou, w_obj = weights
+    alpha, gamma = 0.25, 2.0
+    cls_target = torch.zeros_like(logits)
+    obj_target = torch.zeros_like(objectness)
+    pred_idx, gt_boxes = [], []
+    with torch.no_grad():
+        prob = logits.sigmoid()
+        for b, tgt in enumerate(targets):
+            if len(tgt) == 0:
+                continue
+            kinds = tgt[:, 0].long()
+            pos = torch.tensor([POSITIVES[k] for k in kinds.tolist()])  # (n, 3)
+            p = prob[b][:, pos]  # (P, n, 3)
+            pos_cost = alpha * (1 - p) ** gamma * -(p + 1e-8).log()
+            neg_cost = (1 - alpha) * p ** gamma * -(1 - p + 1e-8).log()
+            cost_cls = (pos_cost - neg_cost).mean(-1)
+            cost_l1 = torch.cdist(boxes[b], tgt[:, 1:], p=1)
+            cost_giou = -generalized_box_iou(box_convert(boxes[b], "cxcywh", "xyxy"),
+                                             box_convert(tgt[:, 1:], "cxcywh", "xyxy"))
+            cost = w_cls * cost_cls + w_l1 * cost_l1 + w_giou * cost_giou
+            rows, cols = linear_sum_assignment(cost.numpy())
+            rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+            for r, c in zip(rows.tolist(), cols.tolist()):
+                cls_target[b, r, list(POSITIVES[int(kinds[c])])] = 1.0
+                obj_target[b, r] = 1.0
+            pred_idx.append(torch.stack([torch.full_like(rows, b), rows], 1))
+            gt_boxes.append(tgt[cols, 1:])
+    n = max(1, sum(len(t) for t in targets))
+    loss_cls = sigmoid_focal_loss(logits, cls_target, alpha=alpha, gamma=gamma, reduction="sum") / n
+    loss_obj = F.binary_cross_entropy_with_logits(objectness, obj_target)
+    if pred_idx:
+        idx = torch.cat(pred_idx)
+        pb, gb = boxes[idx[:, 0], idx[:, 1]], torch.cat(gt_boxes)
+        loss_l1 = (pb - gb).abs().sum() / n
+        loss_giou = generalized_box_iou_loss(box_convert(pb, "cxcywh", "xyxy"), box_convert(gb, "cxcywh", "xyxy"),
+                                             reduction="sum") / n
+    else:
+        loss_l1 = loss_giou = logits.sum() * 0
+    total = w_cls * loss_cls + w_l1 * loss_l1 + w_giou * loss_giou + w_obj * loss_obj
+    return total, {"cls": loss_cls.item(), "l1": loss_l1.item(), "giou": loss_giou.item(), "obj": loss_obj.item()}
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 5% of ``lr``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train_owl(args, out: Path) -> dict:
+    set_seed(args.seed)
+    model, processor = build_owl(**owl_config_kwargs(args))
+    t0 = time.time()
+    pixels, targets = owl_dataset(processor, args.owl_videos, 40, args.owl_every)
+    log.info("OWLv2 data: %d frames, %.0f s", len(pixels), time.time() - t0)
+    input_ids, attention_mask = owl_text_inputs(processor, QUERIES)
+    params = sum(p.numel() for p in model.parameters())
+    log.info("OWLv2: %d parameters", params)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.owl_lr, weight_decay=0.05)
+    model.train()
+    gen = torch.Generator().manual_seed(args.seed)
+    t1 = time.time()
+    running = None
+    for step in range(args.owl_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.owl_steps, args.owl_lr, warmup=200)
+        idx = torch.randint(len(pixels), (args.owl_batch,), generator=gen)
+        flip = torch.rand(args.owl_batch, generator=gen) < 0.5
+        px = pixels[idx].float()
+        px[flip] = px[flip].flip(-1)  # the padding is at the bottom only: a horizontal flip is exact
+        tgts = []
+        for j, i in enumerate(idx.tolist()):
+            t = torch.from_numpy(targets[i]).clone()
+            if flip[j] and len(t):
+                t[:, 1] = 1.0 - t[:, 1]
+            tgts.append(t)
+        logits, boxes, objectness = owl_forward(model, px, input_ids, attention_mask)
+        loss, parts = owl_loss(logits, boxes, objectness, tgts)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 100 == 0 or step == args.owl_steps - 1:
+            log.info("owl step %d/%d loss %.3f (%s) %.2f s/step", step, args.owl_steps, running,
+                     " ".join(f"{k} {v:.3f}" for k, v in parts.items()), (time.time() - t1) / (step + 1))
+    train_s = time.time() - t1
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return {"parameters": params, "steps": args.owl_steps, "batch": args.owl_batch, "frames": len(pixels),
+            "data_s": round(t1 - t0, 1), "train_s": round(train_s, 1), "final_loss": round(running, 4),
+            "config": owl_config_kwargs(args)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# SAM 2
+
+
+def sam_config_kwargs(args) -> dict:
+    return dict(image_size=args.sam_image_size, hiera_hidden=args.sam_hiera_hidden, hidden=args.sam_hidden)
+
+
+def build_sam(image_size: int, hiera_hidden: int = 16, hidden: int = 128):
+    """A fresh ``Sam2VideoModel`` + ``Sam2VideoProcessor``.
+
+    Small Hiera (4 stages, 5 blocks, embed dims hiera_hidden x [1, 2, 4, 8]); FPN / decoder / memory
+    attention width ``hidden`` (a multiple of the memory channels, 64, and above it, or tracking
+    crashes). Only the single-mask output is trained, so the config never switches to the
+    multimask tokens: ``multimask_output_for_tracking=False`` and no dynamic multimask.
+    """
+    from transformers import (
+        Sam2ImageProcessor,
+        Sam2VideoConfig,
+        Sam2VideoModel,
+        Sam2VideoProcessor,
+        Sam2VideoVideoProcessor,
+    )
+
+    s = image_size
+    h = hiera_hidden
+    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=h, image_size=[s, s],
+                    blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[h, 2 * h, 4 * h, 8 * h],
+                    num_attention_heads_per_stage=[1, 1, 2, 4], window_size_per_stage=[4, 4, 4, 4],
+                    global_attention_blocks=[3], window_positional_embedding_background_size=[4, 4])
+    vision = dict(backbone_config=backbone, backbone_channel_list=[8 * h, 4 * h, 2 * h, h],
+                  backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+                  fpn_hidden_size=hidden)
+    config = Sam2VideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=s, patch_size=16),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=2 * hidden, num_attention_heads=4,
+                                 iou_head_hidden_dim=hidden, dynamic_multimask_via_stability=False),
+        image_size=s, multimask_output_for_tracking=False,
+        memory_attention_hidden_size=hidden, memory_attention_num_layers=2, memory_attention_num_attention_heads=1,
+        memory_attention_feed_forward_hidden_size=2 * hidden, memory_attention_rope_feat_sizes=[s // 16, s // 16],
+        memory_encoder_hidden_size=hidden, memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=2 * hidden,
+    )
+    model = Sam2VideoModel(config).eval()
+    with torch.no_grad():  # start with "object present" so that masks are not gated off (no gradient)
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(3.0)
+    size = {"height": s, "width": s}
+    processor = Sam2VideoProcessor(
+        image_processor=Sam2ImageProcessor(size=size, mask_size={"height": s // 4, "width": s // 4}),
+        video_processor=Sam2VideoVideoProcessor(size=size),
+    )
+    return model, processor
+
+
+def resize_masks(masks: np.ndarray, s: int) -> torch.Tensor:
+    """(n, H, W) bool -> (n, s, s) float32 soft masks (area average), like the processor's image resize."""
+    m = torch.from_numpy(masks.astype(np.float32))[:, None]
+    return F.interpolate(m, size=(s, s), mode="area")[:, 0]
+
+
+def jitter_boxes(boxes: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Move each side of (n, 4) xyxy boxes by N(0, scale x box side), as a detector's boxes would be."""
+    w = (boxes[:, 2] - boxes[:, 0])[:, None]
+    h = (boxes[:, 3] - boxes[:, 1])[:, None]
+    noise = rng.normal(0, scale, size=boxes.shape) * np.concatenate([w, h, w, h], 1)
+    out = boxes + noise
+    out[:, 2] = np.maximum(out[:, 2], out[:, 0] + 2)
+    out[:, 3] = np.maximum(out[:, 3], out[:, 1] + 2)
+    return out.astype(np.float32)
+
+
+def box_to_model(boxes: np.ndarray, s: int) -> np.ndarray:
+    """xyxy pixels of the WORLD_SIZE frame -> the s x s model frame (what the processor does)."""
+    w, h = WORLD_SIZE
+    return boxes * np.array([s / w, s / h, s / w, s / h], np.float32)
+
+
+def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mask BCE and dice of (n, s, s) logits against (n, s, s) soft targets, each (n,)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    p = logits.sigmoid().flatten(1)
+    t = target.flatten(1)
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return bce, dice
+
+
+def sam_image_batch(proc, rng: np.random.Generator, seed: int, n_images: int, boxes_per_image: int, s: int):
+    """A batch for box -> mask training from the frames of world video ``seed`` (and the following ones)."""
+    rgbs, boxes, masks = [], [], []
+    while len(rgbs) < n_images:
+        for rgb, objs in world_frames(_check_seed(seed), 1, 40, 5, min_area=60, max_objects=6):
+            if not objs or len(rgbs) == n_images:
+                continue
+            pick = rng.integers(len(objs), size=boxes_per_image)
+            gt = np.stack([objs[i][1] for i in pick])
+            rgbs.append(rgb)
+            boxes.append(box_to_model(jitter_boxes(gt, rng, 0.08), s))
+            masks.append(resize_masks(np.stack([objs[i][2] for i in pick]), s))
+        seed += 1
+    pixels = proc(images=rgbs, return_tensors="pt").pixel_values
+    return pixels, torch.from_numpy(np.stack(boxes)), torch.stack(masks), seed
+
+
+def sam_image_forward(model, pixels: torch.Tensor, boxes: torch.Tensor):
+    """Box -> mask forward with gradients: (B, 3, s, s) pixels, (B, n, 4) boxes in model pixels.
+
+    What ``get_image_embeddings`` does (it runs under ``no_grad``), then ``_single_frame_forward`` with
+    one box per batch row: the video model's decoder gates masks per row, so the image features are
+    repeated for each box instead of decoding n boxes in one row. Returns outputs for B * n rows.
+    """
+    b, n = boxes.shape[:2]
+    feats = model.get_image_features(pixels, return_dict=True).fpn_hidden_states
+    feats = list(feats)
+    feats[-1] = feats[-1] + model.no_memory_embedding
+    embeddings = [f.permute(1, 2, 0).reshape(b, -1, *size).repeat_interleave(n, 0)
+                  for f, size in zip(feats, model.backbone_feature_sizes)]
+    return model._single_frame_forward(image_embeddings=embeddings, input_boxes=boxes.reshape(b * n, 1, 4),
+                                       multimask_output=False)
+
+
+def train_sam_image(model, proc, args, s: int) -> dict:
+    """Phase A: box -> mask on single frames (every module that the image path uses)."""
+    model.eval()  # eval mode throughout: the video forward needs it, and the image path has no dropout
+    model.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.sam_lr, weight_decay=0.01)
+    rng = np.random.default_rng(args.seed)
+    seed = SAM_IMAGE_SEED0
+    t0 = time.time()
+    running = None
+    for step in range(args.sam_image_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.sam_image_steps, args.sam_lr, warmup=100)
+        pixels, boxes, target, seed = sam_image_batch(proc, rng, seed, args.sam_batch, 4, s)
+        out = sam_image_forward(model, pixels, boxes)
+        logits = out.high_res_masks[:, 0]  # (B * 4, s, s), bilinear from the low-res masks
+        tgt = target.flatten(0, 1)
+        bce, dice = mask_losses(logits, tgt)
+        with torch.no_grad():
+            pred = logits > 0
+            hard = tgt > 0.5
+            iou = (pred & hard).flatten(1).sum(1) / (pred | hard).flatten(1).sum(1).clamp(min=1)
+        iou_loss = F.mse_loss(out.iou_scores.flatten(), iou)
+        obj_loss = F.binary_cross_entropy_with_logits(out.object_score_logits.flatten(),
+                                                      torch.ones_like(out.object_score_logits.flatten()))
+        loss = 5 * bce.mean() + dice.mean() + iou_loss + obj_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 100 == 0 or step == args.sam_image_steps - 1:
+            log.info("sam image step %d/%d loss %.3f iou %.3f %.2f s/step", step, args.sam_image_steps, running,
+                     iou.mean().item(), (time.time() - t0) / (step + 1))
+    return {"steps": args.sam_image_steps, "batch": f"{args.sam_batch} images x 4 boxes",
+            "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4)}
+
+
+def sam_clip(proc, rng: np.random.Generator, seed: int, length: int, max_objects: int, s: int):
+    """A training clip: ``length`` consecutive frames of world video ``seed`` from a random start.
+
+    Returns:
+        pixels (length, 3, s, s), the prompted object ids, their jittered boxes on frame 0 in WORLD_SIZE
+        pixels (n, 4), target masks (length, n, s, s) and visibility (length, n) bool; None when no
+        object is large enough on frame 0.
+    """
+    video = iter_world_video(_check_seed(seed), 48, WORLD_SIZE)
+    start = int(rng.integers(0, 48 - length + 1))
+    rgbs, maps = [], []
+    for t, (rgb, id_map) in enumerate(video):
+        if t >= start:
+            rgbs.append(rgb)
+            maps.append(id_map)
+        if t == start + length - 1:
+            break
+    ids = [i for i in video.categories if (maps[0] == i).sum() >= 100]
+    if not ids:
+        return None
+    ids = [int(i) for i in rng.permutation(ids)[:max_objects]]
+    boxes = []
+    for i in ids:
+        ys, xs = np.nonzero(maps[0] == i)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    boxes = jitter_boxes(np.array(boxes, np.float32), rng, 0.05)
+    masks = np.stack([np.stack([m == i for i in ids]) for m in maps])  # (T, n, H, W)
+    target = resize_masks(masks.reshape(-1, *masks.shape[2:]), s).reshape(length, len(ids), s, s)
+    visible = torch.from_numpy(masks.reshape(length, len(ids), -1).sum(-1) > 0)
+    pixels = proc(images=rgbs, return_tensors="pt").pixel_values
+    return pixels, ids, boxes, target, visible
+
+
+def train_sam_memory(model, proc, args, s: int) -> dict:
+    """Phase B: the memory path, through the production streaming session (vision encoder frozen).
+
+    ``Sam2VideoModel.forward`` runs under ``torch.inference_mode``; its undecorated function
+    (``forward.__wrapped__``) is called under ``enable_grad``. The model stays in eval mode (train mode
+    drops ``object_score_logits`` from the outputs). The prompted frame 0 and frames 1..k are scored:
+    5 BCE + dice on the masks where the object score is positive (a negative score replaces the mask
+    by a constant) or where the object is gone, and BCE of the object score against visibility.
+    """
+    from transformers import Sam2VideoModel
+
+    forward = Sam2VideoModel.forward.__wrapped__
+    model.eval()
+    model.requires_grad_(True)
+    model.vision_encoder.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.sam_memory_lr, weight_decay=0.01)
+    rng = np.random.default_rng(args.seed + 1)
+    seed = SAM_CLIP_SEED0
+    t0 = time.time()
+    running = running_iou = None
+    step = 0
+    while step < args.sam_memory_steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.sam_memory_steps, args.sam_memory_lr, warmup=50)
+        clip = sam_clip(proc, rng, seed, args.sam_clip_len, 3, s)
+        seed += 1
+        if clip is None:
+            continue
+        pixels, ids, boxes, target, visible = clip
+        with torch.enable_grad():
+            session = proc.init_video_session(video=None, inference_device="cpu", dtype=torch.float32)
+            session.add_new_frame(pixels[0], frame_idx=0)
+            # a copy: the session keeps this list as obj_with_new_inputs and empties it
+            proc.add_inputs_to_inference_session(session, frame_idx=0, obj_ids=list(ids),
+                                                 input_boxes=[boxes.tolist()], original_size=WORLD_SIZE[::-1])
+            losses, ious = [], []
+            for t in range(len(pixels)):
+                if t == 0:
+                    out = forward(model, inference_session=session, frame_idx=0)
+                else:
+                    out = forward(model, inference_session=session, frame=pixels[t], frame_idx=t)
+                logits = F.interpolate(out.pred_masks.float(), size=(s, s), mode="bilinear", align_corners=False)[:, 0]
+                score = out.object_score_logits.flatten()
+                vis = visible[t].float()
+                bce, dice = mask_losses(logits, target[t])
+                use = (score.detach() > 0).float()
+                loss = ((5 * bce + dice) * use).sum() / len(ids)
+                loss = loss + F.binary_cross_entropy_with_logits(score, vis)
+                losses.append(loss)
+                if t > 0:
+                    with torch.no_grad():
+                        pred, hard = logits > 0, target[t] > 0.5
+                        inter = (pred & hard).flatten(1).sum(1).float()
+                        union = (pred | hard).flatten(1).sum(1).float()
+                        ious += [(i / u).item() for i, u in zip(inter, union) if u > 0]
+            loss = torch.stack(losses).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        miou = float(np.mean(ious)) if ious else 0.0
+        running_iou = miou if running_iou is None else 0.98 * running_iou + 0.02 * miou
+        if step % 50 == 0 or step == args.sam_memory_steps - 1:
+            log.info("sam memory step %d/%d loss %.3f tracked IoU %.3f %.2f s/step", step, args.sam_memory_steps,
+                     running, running_iou, (time.time() - t0) / (step + 1))
+        step += 1
+    return {"steps": args.sam_memory_steps, "clip_length": args.sam_clip_len, "objects_per_clip": "up to 3",
+            "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4),
+            "final_tracked_iou_train": round(running_iou, 4)}
+
+
+def train_sam(args, out: Path) -> dict:
+    set_seed(args.seed)
+    model, proc = build_sam(**sam_config_kwargs(args))
+    params = sum(p.numel() for p in model.parameters())
+    log.info("SAM 2: %d parameters", params)
+    s = args.sam_image_size
+    report = {"parameters": params, "config": sam_config_kwargs(args)}
+    report["image"] = train_sam_image(model, proc, args, s)
+    report["memory"] = train_sam_memory(model, proc, args, s)
+    model.requires_grad_(False)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "src" / "sowlv2" / "demo_models")
+    p.add_argument("--only", choices=["owl", "sam", "vjepa2"], action="append")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("OWLv2")
+    g.add_argument("--owl-image-size", type=int, default=128)
+    g.add_argument("--owl-patch", type=int, default=16)
+    g.add_argument("--owl-vision-hidden", type=int, default=96)
+    g.add_argument("--owl-vision-layers", type=int, default=4)
+    g.add_argument("--owl-text-hidden", type=int, default=64)
+    g.add_argument("--owl-text-layers", type=int, default=2)
+    g.add_argument("--owl-max-len", type=int, default=24)
+    g.add_argument("--owl-videos", type=int, default=600)
+    g.add_argument("--owl-every", type=int, default=5)
+    g.add_argument("--owl-steps", type=int, default=4000)
+    g.add_argument("--owl-batch", type=int, default=16)
+    g.add_argument("--owl-lr", type=float, default=1e-3)
+    g = p.add_argument_group("SAM 2")
+    g.add_argument("--sam-image-size", type=int, default=128)
+    g.add_argument("--sam-hiera-hidden", type=int, default=16)
+    g.add_argument("--sam-hidden", type=int, default=128)
+    g.add_argument("--sam-image-steps", type=int, default=2000)
+    g.add_argument("--sam-batch", type=int, default=8)
+    g.add_argument("--sam-lr", type=float, default=1e-3)
+    g.add_argument("--sam-memory-steps", type=int, default=1500)
+    g.add_argument("--sam-memory-lr", type=float, default=3e-4)
+    g.add_argument("--sam-clip-len", type=int, default=8)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    only = set(args.only or ["owl", "sam", "vjepa2"])
+    report = {}
+    t0 = time.time()
+    if "owl" in only:
+        report["owl"] = train_owl(args, args.out / "owl")
+    if "sam" in only:
+        report["sam"] = train_sam(args, args.out / "sam")
+    report["total_s"] = round(time.time() - t0, 1)
+    log.info("done: %s", json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
