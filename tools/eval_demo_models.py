@@ -193,10 +193,54 @@ def eval_sam_track(folder: str, seeds, track_frames: int, min_area: int) -> dict
             "seconds_per_frame": (time.time() - t0) / (len(seeds) * track_frames)}
 
 
+@torch.inference_mode()
+def eval_vjepa2(folder: str, seeds, frames: int = 48) -> dict:
+    """Does the (random) encoder see scene cuts? Novelty of each tubelet against the previous one.
+
+    Each held-out video gets a forced cut at frame 24 (a tubelet boundary). Frames are squashed to the
+    crop size (no crop), normalised with the processor's mean / std, encoded in 16-frame clips; the
+    novelty of a tubelet is the mean of the top 5 % of per-position (1 - cos) / 2 against the
+    previous tubelet. Reports the novelty at the cut, the largest novelty elsewhere, and how often
+    the cut scores highest in its video.
+    """
+    import math
+
+    import torch.nn.functional as F
+    from transformers import VJEPA2Model, VJEPA2VideoProcessor
+
+    model = VJEPA2Model.from_pretrained(folder).eval()
+    proc = VJEPA2VideoProcessor.from_pretrained(folder)
+    s, tub = model.config.crop_size, model.config.tubelet_size
+    mean = torch.tensor(proc.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(proc.image_std).view(1, 3, 1, 1)
+    cut_scores, other_max, wins = [], [], 0
+    for seed in seeds:
+        video = iter_world_video(seed, frames, WORLD_SIZE, cut_at=24)
+        x = torch.from_numpy(np.stack([rgb for rgb, _ in video])).permute(0, 3, 1, 2).float() / 255
+        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        x = (x - mean) / std
+        feats = []
+        for c in range(0, frames, 16):
+            out = model.get_vision_features(x[c:c + 16][None])  # (1, 8 * g * g, D)
+            g = s // model.config.patch_size
+            feats.append(out[0].reshape(-1, g * g, out.shape[-1]))
+        f = torch.cat(feats)  # (tubelets, g*g, D)
+        nov = ((1 - F.cosine_similarity(f[1:], f[:-1], dim=-1)) / 2).clamp(0, 1)
+        k = max(1, math.ceil(0.05 * nov.shape[1]))
+        score = nov.topk(k, dim=1).values.mean(1)  # novelty of tubelet i + 1
+        cut = 24 // tub - 1
+        cut_scores.append(float(score[cut]))
+        rest = torch.cat([score[:cut], score[cut + 1:]])
+        other_max.append(float(rest.max()))
+        wins += int(score[cut] > rest.max())
+    return {"videos": len(seeds), "cut_novelty_mean": float(np.mean(cut_scores)),
+            "other_max_novelty_mean": float(np.mean(other_max)), "cut_is_top_share": wins / len(seeds)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "src" / "sowlv2" / "demo_models")
-    p.add_argument("--what", nargs="+", default=["owl", "sam", "track"], choices=["owl", "sam", "track"])
+    p.add_argument("--what", nargs="+", default=["owl", "sam", "track"], choices=["owl", "sam", "track", "vjepa2"])
     p.add_argument("--seeds", type=int, nargs=2, default=[0, 100], metavar=("FIRST", "END"),
                    help="world seeds FIRST..END-1 (default the held-out 0 100)")
     p.add_argument("--min-area", type=int, default=100, help="ground-truth objects: visible pixels (default 100)")
@@ -217,6 +261,9 @@ def main(argv=None) -> int:
     if "track" in args.what:
         res["track"] = eval_sam_track(str(args.models / "sam"), seeds, args.track_frames, args.min_area)
         log.info("track: %s", json.dumps(res["track"]))
+    if "vjepa2" in args.what:
+        res["vjepa2"] = eval_vjepa2(str(args.models / "vjepa2"), seeds)
+        log.info("vjepa2: %s", json.dumps(res["vjepa2"]))
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:

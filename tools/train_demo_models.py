@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -212,7 +211,7 @@ def owl_loss(logits, boxes, objectness, targets, weights=(2.0, 5.0, 2.0, 1.0)):
             if len(tgt) == 0:
                 continue
             kinds = tgt[:, 0].long()
-            pos = torch.tensor([POSITIVES[k] for k in kinds.tolist()])  # (n, 3)
+            pos = torch.tensor([POSITIVES[k] for k in kinds.tolist()], device=logits.device)  # (n, 3)
             p = prob[b][:, pos]  # (P, n, 3)
             pos_cost = alpha * (1 - p) ** gamma * -(p + 1e-8).log()
             neg_cost = (1 - alpha) * p ** gamma * -(1 - p + 1e-8).log()
@@ -221,8 +220,8 @@ def owl_loss(logits, boxes, objectness, targets, weights=(2.0, 5.0, 2.0, 1.0)):
             cost_giou = -generalized_box_iou(box_convert(boxes[b], "cxcywh", "xyxy"),
                                              box_convert(tgt[:, 1:], "cxcywh", "xyxy"))
             cost = w_cls * cost_cls + w_l1 * cost_l1 + w_giou * cost_giou
-            rows, cols = linear_sum_assignment(cost.numpy())
-            rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+            rows, cols = linear_sum_assignment(cost.cpu().numpy())
+            rows, cols = torch.as_tensor(rows, device=logits.device), torch.as_tensor(cols, device=logits.device)
             for r, c in zip(rows.tolist(), cols.tolist()):
                 cls_target[b, r, list(POSITIVES[int(kinds[c])])] = 1.0
                 obj_target[b, r] = 1.0
@@ -253,11 +252,13 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
 
 def train_owl(args, out: Path) -> dict:
     set_seed(args.seed)
+    dev = torch.device(args.device)
     model, processor = build_owl(**owl_config_kwargs(args))
+    model.to(dev)
     t0 = time.time()
     pixels, targets = owl_dataset(processor, args.owl_videos, 40, args.owl_every)
     log.info("OWLv2 data: %d frames, %.0f s", len(pixels), time.time() - t0)
-    input_ids, attention_mask = owl_text_inputs(processor, QUERIES)
+    input_ids, attention_mask = (x.to(dev) for x in owl_text_inputs(processor, QUERIES))
     params = sum(p.numel() for p in model.parameters())
     log.info("OWLv2: %d parameters", params)
     opt = torch.optim.AdamW(model.parameters(), lr=args.owl_lr, weight_decay=0.05)
@@ -266,18 +267,22 @@ def train_owl(args, out: Path) -> dict:
     t1 = time.time()
     running = None
     for step in range(args.owl_steps):
+        if args.time_limit and time.time() - t1 > args.time_limit:
+            log.info("owl: time limit reached at step %d", step)
+            break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.owl_steps, args.owl_lr, warmup=200)
         idx = torch.randint(len(pixels), (args.owl_batch,), generator=gen)
         flip = torch.rand(args.owl_batch, generator=gen) < 0.5
-        px = pixels[idx].float()
-        px[flip] = px[flip].flip(-1)  # the padding is at the bottom only: a horizontal flip is exact
+        px = pixels[idx].to(dev).float()
+        flip_d = flip.to(dev)
+        px[flip_d] = px[flip_d].flip(-1)  # the padding is at the bottom only: a horizontal flip is exact
         tgts = []
         for j, i in enumerate(idx.tolist()):
             t = torch.from_numpy(targets[i]).clone()
             if flip[j] and len(t):
                 t[:, 1] = 1.0 - t[:, 1]
-            tgts.append(t)
+            tgts.append(t.to(dev))
         logits, boxes, objectness = owl_forward(model, px, input_ids, attention_mask)
         loss, parts = owl_loss(logits, boxes, objectness, tgts)
         opt.zero_grad(set_to_none=True)
@@ -285,15 +290,16 @@ def train_owl(args, out: Path) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        done = step + 1
         if step % 100 == 0 or step == args.owl_steps - 1:
             log.info("owl step %d/%d loss %.3f (%s) %.2f s/step", step, args.owl_steps, running,
                      " ".join(f"{k} {v:.3f}" for k, v in parts.items()), (time.time() - t1) / (step + 1))
     train_s = time.time() - t1
-    model.eval()
+    model.eval().to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
-    return {"parameters": params, "steps": args.owl_steps, "batch": args.owl_batch, "frames": len(pixels),
+    return {"parameters": params, "steps": done, "batch": args.owl_batch, "frames": len(pixels),
             "data_s": round(t1 - t0, 1), "train_s": round(train_s, 1), "final_loss": round(running, 4),
             "config": owl_config_kwargs(args)}
 
@@ -343,7 +349,13 @@ def build_sam(image_size: int, hiera_hidden: int = 16, hidden: int = 128):
         mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=2 * hidden,
     )
     model = Sam2VideoModel(config).eval()
-    with torch.no_grad():  # start with "object present" so that masks are not gated off (no gradient)
+    with torch.no_grad():
+        # The image's and the prompts' random Fourier position encodings are two separate buffers,
+        # drawn independently at init (the released checkpoints hold one matrix in both): boxes would
+        # be encoded in a different coordinate code than the image and the decoder ignores them.
+        model.prompt_encoder.shared_embedding.positional_embedding.copy_(
+            model.shared_image_embedding.positional_embedding)
+        # start with "object present" so that masks are not gated off (no gradient)
         model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(3.0)
     size = {"height": s, "width": s}
     processor = Sam2VideoProcessor(
@@ -385,21 +397,48 @@ def mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return bce, dice
 
 
-def sam_image_batch(proc, rng: np.random.Generator, seed: int, n_images: int, boxes_per_image: int, s: int):
-    """A batch for box -> mask training from the frames of world video ``seed`` (and the following ones)."""
-    rgbs, boxes, masks = [], [], []
-    while len(rgbs) < n_images:
-        for rgb, objs in world_frames(_check_seed(seed), 1, 40, 5, min_area=60, max_objects=6):
-            if not objs or len(rgbs) == n_images:
+class SamPool:
+    """Training frames for box -> mask, preprocessed once by the SAM 2 processor (as at inference).
+
+    Frames come from videos ``seed0 ..`` (every ``every``-th frame), so that a batch mixes many
+    videos. Per frame: the objects with at least 60 visible pixels, their tight boxes (WORLD_SIZE
+    pixels) and their masks resized to the model's s x s frame (area average, stored as uint8).
+    """
+
+    def __init__(self, proc, videos: int, every: int, s: int, seed0: int = SAM_IMAGE_SEED0) -> None:
+        rgbs, chunks = [], []
+        self.boxes: list[np.ndarray] = []
+        self.masks: list[torch.Tensor] = []
+        for rgb, objs in world_frames(seed0, videos, 40, every, min_area=60, max_objects=6):
+            if not objs:
                 continue
-            pick = rng.integers(len(objs), size=boxes_per_image)
-            gt = np.stack([objs[i][1] for i in pick])
             rgbs.append(rgb)
-            boxes.append(box_to_model(jitter_boxes(gt, rng, 0.08), s))
-            masks.append(resize_masks(np.stack([objs[i][2] for i in pick]), s))
-        seed += 1
-    pixels = proc(images=rgbs, return_tensors="pt").pixel_values
-    return pixels, torch.from_numpy(np.stack(boxes)), torch.stack(masks), seed
+            self.boxes.append(np.stack([o[1] for o in objs]))
+            self.masks.append((resize_masks(np.stack([o[2] for o in objs]), s) * 255).round().to(torch.uint8))
+            if len(rgbs) == 64:
+                chunks.append(proc(images=rgbs, return_tensors="pt").pixel_values.to(torch.float16))
+                rgbs.clear()
+        if rgbs:
+            chunks.append(proc(images=rgbs, return_tensors="pt").pixel_values.to(torch.float16))
+        self.pixels = torch.cat(chunks)
+        self.s = s
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def batch(self, rng: np.random.Generator, n_images: int, boxes_per_image: int):
+        """pixels (B, 3, s, s), jittered boxes (B, n, 4) in model pixels, soft target masks (B, n, s, s).
+
+        The n boxes of an image are distinct objects while the image has enough of them.
+        """
+        idx = rng.integers(len(self), size=n_images)
+        boxes, masks = [], []
+        for i in idx:
+            k = len(self.boxes[i])
+            pick = np.concatenate([rng.permutation(k) for _ in range(-(-boxes_per_image // k))])[:boxes_per_image]
+            boxes.append(box_to_model(jitter_boxes(self.boxes[i][pick], rng, 0.08), self.s))
+            masks.append(self.masks[i][pick].float() / 255)
+        return self.pixels[idx].float(), torch.from_numpy(np.stack(boxes)), torch.stack(masks)
 
 
 def sam_image_forward(model, pixels: torch.Tensor, boxes: torch.Tensor):
@@ -426,13 +465,19 @@ def train_sam_image(model, proc, args, s: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.sam_lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed)
-    seed = SAM_IMAGE_SEED0
+    t0 = time.time()
+    pool = SamPool(proc, args.sam_videos, 5, s)
+    log.info("SAM 2 image data: %d frames, %.0f s", len(pool), time.time() - t0)
     t0 = time.time()
     running = None
     for step in range(args.sam_image_steps):
+        if args.time_limit and time.time() - t0 > args.time_limit:
+            log.info("sam image: time limit reached at step %d", step)
+            break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.sam_image_steps, args.sam_lr, warmup=100)
-        pixels, boxes, target, seed = sam_image_batch(proc, rng, seed, args.sam_batch, 4, s)
+        pixels, boxes, target = pool.batch(rng, args.sam_batch, 4)
+        pixels, boxes, target = pixels.to(args.device), boxes.to(args.device), target.to(args.device)
         out = sam_image_forward(model, pixels, boxes)
         logits = out.high_res_masks[:, 0]  # (B * 4, s, s), bilinear from the low-res masks
         tgt = target.flatten(0, 1)
@@ -450,10 +495,11 @@ def train_sam_image(model, proc, args, s: int) -> dict:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        done = step + 1
         if step % 100 == 0 or step == args.sam_image_steps - 1:
             log.info("sam image step %d/%d loss %.3f iou %.3f %.2f s/step", step, args.sam_image_steps, running,
                      iou.mean().item(), (time.time() - t0) / (step + 1))
-    return {"steps": args.sam_image_steps, "batch": f"{args.sam_batch} images x 4 boxes",
+    return {"steps": done, "batch": f"{args.sam_batch} images x 4 boxes",
             "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4)}
 
 
@@ -513,6 +559,9 @@ def train_sam_memory(model, proc, args, s: int) -> dict:
     running = running_iou = None
     step = 0
     while step < args.sam_memory_steps:
+        if args.time_limit and time.time() - t0 > args.time_limit:
+            log.info("sam memory: time limit reached at step %d", step)
+            break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.sam_memory_steps, args.sam_memory_lr, warmup=50)
         clip = sam_clip(proc, rng, seed, args.sam_clip_len, 3, s)
@@ -520,8 +569,9 @@ def train_sam_memory(model, proc, args, s: int) -> dict:
         if clip is None:
             continue
         pixels, ids, boxes, target, visible = clip
+        pixels, target, visible = pixels.to(args.device), target.to(args.device), visible.to(args.device)
         with torch.enable_grad():
-            session = proc.init_video_session(video=None, inference_device="cpu", dtype=torch.float32)
+            session = proc.init_video_session(video=None, inference_device=args.device, dtype=torch.float32)
             session.add_new_frame(pixels[0], frame_idx=0)
             # a copy: the session keeps this list as obj_with_new_inputs and empties it
             proc.add_inputs_to_inference_session(session, frame_idx=0, obj_ids=list(ids),
@@ -558,25 +608,60 @@ def train_sam_memory(model, proc, args, s: int) -> dict:
             log.info("sam memory step %d/%d loss %.3f tracked IoU %.3f %.2f s/step", step, args.sam_memory_steps,
                      running, running_iou, (time.time() - t0) / (step + 1))
         step += 1
-    return {"steps": args.sam_memory_steps, "clip_length": args.sam_clip_len, "objects_per_clip": "up to 3",
+    return {"steps": step, "clip_length": args.sam_clip_len, "objects_per_clip": "up to 3",
             "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4),
             "final_tracked_iou_train": round(running_iou, 4)}
 
 
 def train_sam(args, out: Path) -> dict:
     set_seed(args.seed)
-    model, proc = build_sam(**sam_config_kwargs(args))
+    if args.sam_init:  # development: continue from a saved checkpoint
+        from transformers import Sam2VideoModel, Sam2VideoProcessor
+
+        model = Sam2VideoModel.from_pretrained(args.sam_init).eval()
+        proc = Sam2VideoProcessor.from_pretrained(args.sam_init)
+    else:
+        model, proc = build_sam(**sam_config_kwargs(args))
+    model.to(args.device)
     params = sum(p.numel() for p in model.parameters())
     log.info("SAM 2: %d parameters", params)
-    s = args.sam_image_size
+    s = model.config.image_size
     report = {"parameters": params, "config": sam_config_kwargs(args)}
-    report["image"] = train_sam_image(model, proc, args, s)
-    report["memory"] = train_sam_memory(model, proc, args, s)
-    model.requires_grad_(False)
+    if args.sam_image_steps:
+        report["image"] = train_sam_image(model, proc, args, s)
+    if args.sam_memory_steps:
+        report["memory"] = train_sam_memory(model, proc, args, s)
+    model.requires_grad_(False).to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# V-JEPA 2
+
+
+def make_vjepa2(args, out: Path) -> dict:
+    """V-JEPA 2 is shipped with random weights (seeded), built by the production tiny builder.
+
+    Why not trained: the pipeline only compares the encoder's feature maps between frames (novelty
+    of a key frame). Random patch embeddings followed by random attention layers are a fixed,
+    locally sensitive function of the pixels: a scene cut or an object entering changes the maps
+    where the pixels change, which is all the selector needs (measured by
+    ``tools/eval_demo_models.py --what vjepa2``). Training the self-supervised JEPA objective would
+    spend the CPU budget on invariances the demo does not need.
+    """
+    from sowlv2.models.random_init import build_vjepa2
+
+    t0 = time.time()
+    build_vjepa2(out, size="tiny", seed=args.seed)
+    from transformers import VJEPA2Model
+
+    params = sum(p.numel() for p in VJEPA2Model.from_pretrained(out).parameters())
+    return {"trained": False, "parameters": params, "seconds": round(time.time() - t0, 1),
+            "config": "sowlv2.models.random_init.build_vjepa2(size='tiny'): crop 128, patch 16, tubelet 2, "
+                      "hidden 32, 2 layers, 16 frames per clip"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -589,6 +674,9 @@ def parse_args(argv=None):
     p.add_argument("--only", choices=["owl", "sam", "vjepa2"], action="append")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (the shipped checkpoints) or cuda (experiments)")
+    p.add_argument("--time-limit", type=float, default=0.0,
+                   help="experiments only: stop each training loop after this many seconds (0: never)")
     g = p.add_argument_group("OWLv2")
     g.add_argument("--owl-image-size", type=int, default=128)
     g.add_argument("--owl-patch", type=int, default=16)
@@ -604,10 +692,12 @@ def parse_args(argv=None):
     g.add_argument("--owl-lr", type=float, default=1e-3)
     g = p.add_argument_group("SAM 2")
     g.add_argument("--sam-image-size", type=int, default=128)
+    g.add_argument("--sam-init", help="development: start from this saved SAM 2 folder instead of a fresh model")
     g.add_argument("--sam-hiera-hidden", type=int, default=16)
     g.add_argument("--sam-hidden", type=int, default=128)
     g.add_argument("--sam-image-steps", type=int, default=2000)
     g.add_argument("--sam-batch", type=int, default=8)
+    g.add_argument("--sam-videos", type=int, default=400)
     g.add_argument("--sam-lr", type=float, default=1e-3)
     g.add_argument("--sam-memory-steps", type=int, default=1500)
     g.add_argument("--sam-memory-lr", type=float, default=3e-4)
@@ -620,14 +710,30 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
     only = set(args.only or ["owl", "sam", "vjepa2"])
-    report = {}
+    import platform
+
+    import transformers
+
+    report = {
+        "command": "python tools/train_demo_models.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "seeds": {"train_min": OWL_SEED0, "owl": OWL_SEED0, "sam_images": SAM_IMAGE_SEED0, "sam_clips": SAM_CLIP_SEED0,
+                  "validation": [VAL_SEEDS.start, VAL_SEEDS.stop - 1],
+                  "held_out": [HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.stop - 1]},
+        "world_size": list(WORLD_SIZE), "threads": args.threads, "device": args.device,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version()},
+    }
     t0 = time.time()
     if "owl" in only:
         report["owl"] = train_owl(args, args.out / "owl")
     if "sam" in only:
         report["sam"] = train_sam(args, args.out / "sam")
+    if "vjepa2" in only:
+        report["vjepa2"] = make_vjepa2(args, args.out / "vjepa2")
     report["total_s"] = round(time.time() - t0, 1)
     log.info("done: %s", json.dumps(report))
+    if only == {"owl", "sam", "vjepa2"}:
+        (args.out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
