@@ -35,3 +35,15 @@ def tiny_vjepa(tmp_path_factory):
 def tiny_vjepa_classifier(tmp_path_factory):
     """Folder of a tiny random VJEPA2ForVideoClassification (like the seed's default checkpoint)."""
     return random_init.build_vjepa2(tmp_path_factory.mktemp("vjepa_cls"), size="tiny", classifier=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI configures the 'sowlv2' logger when tests call main() in-process; undo it after each test
+    so that caplog (which listens on the root logger) sees library logs in later tests."""
+    import logging
+
+    logger = logging.getLogger("sowlv2")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -1,6 +1,6 @@
 """The ``sowlv2`` command: parses flags into a PipelineBaseData and calls the library.
 
-``sowlv2 --input ... --prompt ...`` runs the pipeline; ``sowlv2 eval|world|demo|bench ...`` are
+``sowlv2 --input ... --prompt ...`` runs the pipeline; ``sowlv2 eval|world|bench ...`` are
 subcommands. Only this module (and the subcommands' CLI functions) print.
 """
 
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from . import __version__
 from .errors import SOWLv2Error, UsageError
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 eval | world | demo | bench (each has --help).")
+                epilog="Subcommands: sowlv2 eval | world | bench (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--enable-vjepa2", action="store_true", help="choose key frames with V-JEPA 2")
     v.add_argument("--vjepa2-model", help="V-JEPA 2 hub id or folder (default facebook/vjepa2-vitl-fpc16-256-ssv2)")
     v.add_argument("--vjepa2-frames-per-clip", type=int, help="frames per V-JEPA 2 clip (default 16)")
+    v.add_argument("--vjepa2-clips-per-pass", type=int, help="V-JEPA 2 clips per forward pass (default 1; "
+                                                                "4 suits a GPU)")
     v.add_argument("--keyframe-budget", type=_float01, help="share of frames the detector may run on (0.25)")
     v.add_argument("--keyframe-strategy", help="novelty (default), variance or uniform")
 
@@ -103,11 +108,23 @@ def config_from_args(ns: argparse.Namespace):
     return PipelineBaseData.from_dict(data, source=source)
 
 
+class _Formatter(logging.Formatter):
+    """Errors and warnings as ``sowlv2: error: ...`` / ``sowlv2: warning: ...``; information as is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return f"{PROG}: error: {text}"
+        if record.levelno >= logging.WARNING:
+            return f"{PROG}: warning: {text}"
+        return text
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
-                                           else "%(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose
+                         else _Formatter("%(message)s"))
     root = logging.getLogger("sowlv2")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -146,10 +163,10 @@ def run(argv: list[str]) -> int:
         if skipped:
             summary += f", {len(skipped)} skipped (already complete)"
         if failed:
-            summary += f", {len(failed)} failed"
+            where = "; see run.json" if (Path(config.output).expanduser() / "run.json").is_file() else ""
+            summary += f", {len(failed)} failed ({', '.join(r.name for r in failed)}{where})"
         print(f"{summary}; results in {config.output}")
-    for r in failed:
-        print(f"{PROG}: error: {r.error}", file=sys.stderr)
+    # Each failed input was reported on stderr (one line) as it failed.
     return 1 if failed else 0
 
 
@@ -162,13 +179,24 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
         return call
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
-            "demo": lazy("sowlv2.demo", "demo_main"), "bench": lazy("sowlv2.bench", "bench_main")}
+            "bench": lazy("sowlv2.bench", "bench_main")}
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``sowlv2`` / ``sowlv2-detect`` / ``python -m sowlv2``; returns the exit code."""
+    """Entry point of ``sowlv2`` / ``sowlv2-detect`` / ``python -m sowlv2``; returns the exit code.
+
+    SIGTERM (what batch schedulers and ``kill`` send) stops the run like Ctrl-C: unfinished results
+    are removed, run.json is marked ``interrupted`` and the exit code is 130.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv or "--verbose" in argv
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         subs = _subcommands()
         if argv and argv[0] in subs:
@@ -190,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)",
               file=sys.stderr)
         return 1
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .data.config import PipelineBaseData
-from .errors import SOWLv2Error, UsageError
+from .errors import ModelLoadError, SOWLv2Error, UsageError
 from .io.images import read_image, to_rgb
 from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
 from .io.sinks import InputWriter
@@ -39,11 +39,16 @@ class VideoRunState:
 
     keyframes: list[int] = field(default_factory=list)
     keyframe_scores: list[float | None] = field(default_factory=list)
-    tracks: list[dict] = field(default_factory=list)
+    manager: TrackManager | None = None
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     frames: int = 0
     detector_calls: int = 0
     fps: float | None = None
+
+    @property
+    def tracks(self) -> list[dict]:
+        """Every track of the run so far (id, label, first/last frame, best score)."""
+        return [t.to_dict() for t in self.manager.all_tracks()] if self.manager else []
 
     def stats(self) -> dict:
         return {"frames": self.frames, "detector_calls": self.detector_calls,
@@ -169,9 +174,25 @@ class SOWLv2Pipeline:
         return prompts
 
     def detect(self, image: np.ndarray, prompts: list[str]) -> Detections:
+        """Run the detector on an (H, W, 3) uint8 RGB image; boxes in the image's pixels.
+
+        An image much larger than the detector's input (OWLv2: a 960 px square) is first shrunk with
+        Pillow to twice that side: the detector's own preprocessing (pad to a square, Gaussian
+        anti-aliasing, resize) costs far more than linear time on a 24-megapixel photo, and the
+        detector sees the same 960 px either way. Boxes are scaled back to the full image.
+        """
         c = self.config
-        return self.detector.detect(image, prompts, threshold=c.threshold, nms_iou=c.nms_iou,
+        small, scale = _shrink_for(image, _detector_side(self.detector))
+        dets = self.detector.detect(small, prompts, threshold=c.threshold, nms_iou=c.nms_iou,
                                     max_objects=c.max_objects)
+        if scale == 1.0 or len(dets) == 0:
+            return dets
+        h, w = image.shape[:2]
+        boxes = dets.boxes * np.float32(scale)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        return Detections(boxes=boxes.astype(np.float32), scores=dets.scores, class_ids=dets.class_ids,
+                          labels=dets.labels)
 
     # ------------------------------------------------------------------ images
     def process_image(self, image, prompts=None) -> FrameResult:
@@ -229,7 +250,7 @@ class SOWLv2Pipeline:
         frames = self._frames(video, state)
         selector = selector or self._selector()
         tracker = self.tracker
-        manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
+        manager = state.manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
         tracker.reset()
         t_start = time.perf_counter()
         select_before = getattr(selector, "seconds", 0.0)
@@ -258,7 +279,6 @@ class SOWLv2Pipeline:
                 tracker.remove(ended)
             state.seconds["select"] = getattr(selector, "seconds", 0.0) - select_before
             state.frames += 1
-            state.tracks = [t.to_dict() for t in manager.all_tracks()]
             state.seconds["total"] = time.perf_counter() - t_start
             yield frame, self._frame_result(frame, tracked, manager, decision.is_key)
         state.seconds["total"] = time.perf_counter() - t_start
@@ -357,13 +377,23 @@ class SOWLv2Pipeline:
     def process(self, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
         """Do what the CLI does: every input under ``input`` into ``output_dir``.
 
-        A bad input is reported and skipped; the others go on. ``OUTPUT/run.json`` records the
-        settings, versions and each input's status as the run goes.
+        Everything that can be checked is checked before anything is written: the inputs exist, the
+        output folder is usable (empty unless ``overwrite`` / ``resume``), no result folder would
+        replace something SOWLv2 did not write. A bad input (InputError, or an unexpected failure on
+        that input) is logged as one error and skipped; the others go on. A model or setting error
+        stops the run. ``OUTPUT/run.json`` records the settings, versions and each input's status as
+        the run goes; a run that completes nothing in an output folder that was empty leaves nothing.
 
         Returns:
             one InputReport per input (status ``done``, ``failed`` or ``skipped``).
+
+        Raises:
+            UsageError, ModelLoadError: the run cannot go on (nothing half-written is left).
+            InputError: the only input is bad.
+            KeyboardInterrupt: after marking run.json ``interrupted`` (unfinished results removed).
         """
-        from .run_log import RunLog, check_output_dir
+        from .io.sinks import check_replaceable
+        from .run_log import RunLog, check_output_dir, clean_stale_partials, prepare_output_dir
 
         input = input if input is not None else self.config.input
         if not input:
@@ -372,29 +402,92 @@ class SOWLv2Pipeline:
         out_root = Path(output_dir or self.config.output).expanduser()
         items = discover_inputs(input, frames=self.config.frames)
         check_output_dir(out_root, self.config)
-        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)
-        reports = []
-        for k, item in enumerate(items):
-            if run_log.is_done(item):
-                log.info("%s: already complete, skipped (--resume)", item.name)
-                reports.append(InputReport(item.name, str(item.path), item.kind, "skipped",
-                                           output=str(out_root / item.name)))
-                continue
-            log.info("[%d/%d] %s", k + 1, len(items), item.path.name)
-            run_log.start(item)
-            try:
-                report = self._run_item(item, prompts, out_root)
-            except SOWLv2Error as exc:
-                if len(items) == 1:
-                    run_log.finish(item, InputReport(item.name, str(item.path), item.kind, "failed",
-                                                     error=str(exc)))
-                    raise
-                log.error("%s", exc)
-                report = InputReport(item.name, str(item.path), item.kind, "failed", error=str(exc))
-            run_log.finish(item, report)
-            reports.append(report)
+        for item in items:
+            check_replaceable(out_root / item.name)
+        was_empty = not out_root.is_dir() or not any(out_root.iterdir())
+        created = prepare_output_dir(out_root)
+        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)  # checks --resume settings
+        if self.config.resume or self.config.overwrite:
+            clean_stale_partials(out_root)
+        reports: list[InputReport] = []
+        current = None
+        try:
+            for k, item in enumerate(items):
+                if run_log.is_done(item):
+                    log.info("%s: already complete, skipped (--resume)", item.name)
+                    reports.append(InputReport(item.name, str(item.path), item.kind, "skipped",
+                                               output=str(out_root / item.name)))
+                    continue
+                log.info("[%d/%d] %s", k + 1, len(items), item.path.name)
+                current = item
+                run_log.start(item)
+                try:
+                    report = self._run_item(item, prompts, out_root)
+                except (UsageError, ModelLoadError):
+                    raise  # not this input's fault: the run cannot go on
+                except Exception as exc:
+                    if len(items) == 1:
+                        run_log.finish(item, InputReport(item.name, str(item.path), item.kind, "failed",
+                                                         error=_error_text(item, exc)))
+                        raise
+                    error = _error_text(item, exc)
+                    log.error("%s", error)
+                    log.debug("traceback of %s", item.path, exc_info=True)
+                    report = InputReport(item.name, str(item.path), item.kind, "failed", error=error)
+                run_log.finish(item, report)
+                reports.append(report)
+                current = None
+        except KeyboardInterrupt:
+            run_log.interrupt(current)
+            raise
+        except BaseException as exc:
+            if current is not None and run_log.data["inputs"].get(current.name, {}).get("status") == "running":
+                run_log.finish(current, InputReport(current.name, str(current.path), current.kind, "failed",
+                                                    error=_error_text(current, exc)))
+            run_log.abort(_error_text(current, exc) if current is not None else str(exc))
+            if was_empty and not run_log.any_done():
+                run_log.discard(remove_folder=created)
+            raise
         run_log.close()
+        if was_empty and not run_log.any_done():
+            run_log.discard(remove_folder=created)
         return reports
+
+
+def _error_text(item: InputItem, exc: BaseException) -> str:
+    """One line for run.json and the log: the SOWLv2Error's message (it names the file), or the
+    input, the exception type and its first line for an unexpected failure."""
+    if isinstance(exc, SOWLv2Error):
+        return str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{item.path}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)"
+
+
+def _detector_side(detector) -> int | None:
+    """Side of the detector's square input (OWLv2's processor ``size``), or None if it has none."""
+    size = getattr(getattr(getattr(detector, "processor", None), "image_processor", None), "size", None)
+    if size is None:
+        return None
+    side = size.get("height") if hasattr(size, "get") else getattr(size, "height", None)
+    return int(side) if side else None
+
+
+def _shrink_for(image: np.ndarray, side: int | None) -> tuple[np.ndarray, float]:
+    """Shrink (H, W, 3) uint8 RGB so that its longer side is at most ``2 * side`` (aspect kept).
+
+    Returns:
+        (image, scale): the possibly smaller image and the factor from its pixels back to the
+        original's (1.0 when unchanged). The factor is exact for boxes that the detector maps from its
+        padded square: both sides scale by longer-side ratio.
+    """
+    h, w = image.shape[:2]
+    if not side or max(h, w) <= 2 * side:
+        return image, 1.0
+    limit = 2 * side
+    ratio = limit / max(h, w)
+    new_w, new_h = (limit, max(1, round(h * ratio))) if w >= h else (max(1, round(w * ratio)), limit)
+    small = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.array(small), max(h, w) / limit  # a writable copy (torch.from_numpy warns on read-only)
 
 
 def _progress(total: int | None, name: str, enabled: bool):

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from .types import FrameResult
+from .types import FrameResult, mask_to_box
 
 
 def color_for(obj_id: int) -> tuple[int, int, int]:
@@ -44,17 +44,23 @@ def draw_overlay(image: np.ndarray, result: FrameResult, which: list[int] | None
     Returns:
         (H, W, 3) uint8 RGB.
     """
-    out = image.astype(np.float32)
+    out = image.copy()
     idx = range(len(result)) if which is None else which
     labels = []
+    h, w = out.shape[:2]
     for i in idx:
-        mask = result.masks[i]
-        color = np.array(color_for(int(result.ids[i])), np.float32)
-        out[mask] = out[mask] * (1 - alpha) + color * alpha
-        edge = mask & ~ndimage.binary_erosion(mask, iterations=2)
-        out[edge] = color
         labels.append(i)
-    canvas = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+        mask = result.masks[i]
+        x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
+        if x1 <= x0:
+            continue
+        # Work on the object's box (plus a margin for the erosion), not on the whole image.
+        x0, y0, x1, y1 = max(x0 - 3, 0), max(y0 - 3, 0), min(x1 + 3, w), min(y1 + 3, h)
+        sub, m = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+        color = np.array(color_for(int(result.ids[i])), np.float32)
+        sub[m] = (sub[m] * (1 - alpha) + color * alpha).astype(np.uint8)
+        sub[m & ~ndimage.binary_erosion(m, iterations=2)] = color.astype(np.uint8)
+    canvas = Image.fromarray(out)
     draw = ImageDraw.Draw(canvas)
     font = _font()
     for i in labels:

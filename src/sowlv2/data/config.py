@@ -8,6 +8,7 @@ YAML file > defaults.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -59,6 +60,7 @@ class PipelineBaseData:
     enable_vjepa2: bool = False
     vjepa2_model: str = DEFAULT_VJEPA2_MODEL
     vjepa2_frames_per_clip: int = 16
+    vjepa2_clips_per_pass: int = 1
     keyframe_budget: float = 0.25
     keyframe_strategy: str = "novelty"
     # Run control.
@@ -88,6 +90,7 @@ class PipelineBaseData:
         _min("detect_every", self.detect_every, 1)
         _min("max_lost", self.max_lost, 1)
         _min("vjepa2_frames_per_clip", self.vjepa2_frames_per_clip, 2)
+        _min("vjepa2_clips_per_pass", self.vjepa2_clips_per_pass, 1)
         if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
             raise UsageError(f"fps: must be a positive number, got {self.fps}")
         if self.dtype not in DTYPES:
@@ -110,7 +113,7 @@ class PipelineBaseData:
         for key, value in data.items():
             name = str(key).replace("-", "_")
             if name not in known:
-                close = [k for k in known if k.startswith(name[:4])]
+                close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise UsageError(f"{source}: unknown key {key!r}{hint}")
             values[name] = value
@@ -146,7 +149,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"{path}: malformed YAML{where}") from None
+        problem = getattr(exc, "problem", None) or ""
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            # e.g. !!python/object: safe loading builds plain values only, never objects.
+            raise UsageError(f"{path}: YAML tag not allowed{where}: {problem}; a config holds plain "
+                             "values only") from None
+        raise UsageError(f"{path}: malformed YAML{where}" + (f": {problem}" if problem else "")) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -160,7 +168,7 @@ _FIELD_TYPES: dict[str, str] = {
     "device": "str", "dtype": "str", "threshold": "float", "nms_iou": "float", "max_objects": "int?",
     "no_merged": "bool", "no_binary": "bool", "no_overlay": "bool", "mask_videos": "bool",
     "frames": "bool", "fps": "float?", "detect_every": "int", "match_iou": "float", "max_lost": "int",
-    "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int",
+    "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int", "vjepa2_clips_per_pass": "int",
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
 }

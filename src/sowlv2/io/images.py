@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -49,5 +50,12 @@ def read_image(path: str | Path) -> np.ndarray:
             return to_rgb(im)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not a readable image (not an image format Pillow knows)") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error,
+            Image.DecompressionBombError, MemoryError) as exc:
+        # Pillow's decoders raise many types on damaged files (truncated data, bad headers).
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable image ({reason})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from .images import IMAGE_SUFFIXES, list_images, natural_key, read_image
 from .video import VIDEO_SUFFIXES, iter_video_frames, probe_video
 
 DEFAULT_FRAMES_FPS = 25.0
+MAX_NAME_BYTES = 200  # leaves room for the ".<name>.partial" form within the usual 255-byte limit
+RESERVED_NAMES = {"run.json"}  # files of the run itself, next to the result folders
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,53 @@ def _kind_of_file(path: Path) -> str:
     return "image"
 
 
+def result_name(text: str) -> str:
+    """Make an input's name (a file stem or folder name) a safe result-folder name.
+
+    The result is one path component: no separators or control characters, not ``.`` or ``..``, no
+    leading dot (hidden names are the run's own ``.<name>.partial`` folders), no trailing dots or
+    spaces, at most ``MAX_NAME_BYTES`` bytes of UTF-8, and never a file name of the run (``run.json``).
+    Letters of any script and inner spaces are kept: ``"été 2024"`` stays ``"été 2024"``.
+    """
+    # Separators, control characters, characters Windows forbids, and lone surrogates (undecodable
+    # bytes of a file name) become "_".
+    name = re.sub(r'[\x00-\x1f\x7f/\\:*?"<>|\ud800-\udfff]', "_", text)
+    name = name.lstrip(". ").rstrip(". ")
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME_BYTES:
+        name = encoded[:MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip(". ")
+    if not name:
+        name = "input"
+    if name.casefold() in RESERVED_NAMES:
+        name += "_"
+    return name
+
+
+def _unique(items: list[InputItem]) -> list[InputItem]:
+    """Give inputs that share a result name (cat.jpg, cat.png; Cat.jpg on a case-insensitive disk)
+    distinct names: the second becomes ``cat_png``, then ``cat_png_2`` if that is taken too."""
+    used: set[str] = set()
+    out = []
+    for it in items:
+        name = it.name
+        if name.casefold() in used:
+            base = result_name(f"{name}_{it.path.suffix.lstrip('.')}" if it.path.suffix else name)
+            name, k = base, 2
+            while name.casefold() in used:
+                name = f"{base}_{k}"
+                k += 1
+        used.add(name.casefold())
+        out.append(it if name == it.name else InputItem(it.path, it.kind, name))
+    return out
+
+
 def discover_inputs(input_path: str | Path, frames: bool = False) -> list[InputItem]:
     """List what ``--input`` names.
 
     A file is an image or a video (by extension). A folder is a set of independent images (natural
-    order) unless ``frames`` is set, when it is one video whose frames are its images.
+    order) unless ``frames`` is set, when it is one video whose frames are its images. Each input's
+    result-folder name comes from its file stem (or folder name) through ``result_name``, so no
+    input name can point outside the output folder.
     """
     path = Path(input_path).expanduser()
     if not path.exists():
@@ -52,29 +97,24 @@ def discover_inputs(input_path: str | Path, frames: bool = False) -> list[InputI
     if path.is_file():
         if frames:
             raise UsageError(f"input: --frames expects a folder of frames, got the file {input_path}")
-        return [InputItem(path, _kind_of_file(path), path.stem or path.name)]
+        return [InputItem(path, _kind_of_file(path), result_name(path.stem or path.name))]
     if not path.is_dir():
         raise UsageError(f"input: {input_path} is neither a file nor a folder")
     if frames:
         if not list_images(path):
             raise InputError(f"{input_path}: the folder holds no image frames "
                              f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return [InputItem(path, "frames", path.name)]
+        return [InputItem(path, "frames", result_name(path.resolve().name))]
     images = list_images(path)
     videos = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
                      and p.suffix.lower() != ".gif" and not p.name.startswith(".")), key=natural_key)
-    items = [InputItem(p, "image", p.stem) for p in images] + [InputItem(p, "video", p.stem) for p in videos]
+    items = ([InputItem(p, "image", result_name(p.stem)) for p in images]
+             + [InputItem(p, "video", result_name(p.stem)) for p in videos])
     if not items:
-        raise InputError(f"{input_path}: the folder holds no images or videos")
+        raise InputError(f"{input_path}: the folder holds no images or videos "
+                         f"(looked for {', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))})")
     items.sort(key=lambda it: natural_key(it.path))
-    # Two files with the same stem (cat.jpg, cat.png) must not share a result folder.
-    seen: dict[str, int] = {}
-    unique = []
-    for it in items:
-        n = seen.get(it.name, 0)
-        seen[it.name] = n + 1
-        unique.append(it if n == 0 else InputItem(it.path, it.kind, f"{it.name}_{it.path.suffix.lstrip('.')}"))
-    return unique
+    return _unique(items)
 
 
 def iter_frames(item: InputItem, fps: float | None = None) -> Iterator[Frame]:

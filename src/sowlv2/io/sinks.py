@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..errors import UsageError
 from ..types import FrameResult
 from ..viz import draw_overlay
 from . import rle
@@ -36,7 +37,11 @@ def safe_name(text: str, max_len: int = _MAX_LABEL) -> str:
 
 
 def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """Map each prompt to a file-name-safe label, unique within the run (``cat``, ``cat_2``, ...)."""
+    """Map each prompt to a file-name-safe label, unique within the run (``cat``, ``cat_2``, ...).
+
+    Each label is one path component of ``[A-Za-z0-9_-]`` characters, at most 40 long, and unique
+    ignoring case (``Cat`` and ``cat`` would share a file on a case-insensitive disk).
+    """
     out: dict[str, str] = {}
     used: set[str] = set()
     for p in prompts:
@@ -44,12 +49,18 @@ def safe_labels(prompts: list[str] | tuple[str, ...]) -> dict[str, str]:
             continue
         base = safe_name(p)
         name, k = base, 2
-        while name in used:
-            name = f"{base[:_MAX_LABEL - 4]}_{k}"
+        while name.casefold() in used:
+            suffix = f"_{k}"
+            name = base[:_MAX_LABEL - len(suffix)] + suffix
             k += 1
-        used.add(name)
+        used.add(name.casefold())
         out[p] = name
     return out
+
+
+def _mask_u8(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (H, W) uint8 0/255, with one full-size array made (not two)."""
+    return mask.view(np.uint8) * np.uint8(255)
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
@@ -57,10 +68,32 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary name, then rename it into place."""
+    """Write JSON to a temporary name, then rename it into place (readers never see half a file).
+
+    Lone surrogates (undecodable bytes of a file name) are written as ``\\udcXX`` escapes, which is
+    still valid JSON.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.write_bytes(json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8", "backslashreplace"))
     os.replace(tmp, path)
+
+
+def partial_dir(final_dir: Path) -> Path:
+    """The hidden name an input's folder is written under until it is complete."""
+    return final_dir.with_name(f".{final_dir.name}.partial")
+
+
+def is_result_folder(path: Path) -> bool:
+    """Whether ``path`` is a result folder a SOWLv2 run wrote (it holds a results.json)."""
+    return path.is_dir() and (path / "results.json").is_file()
+
+
+def check_replaceable(final_dir: Path) -> None:
+    """Raise UsageError if ``final_dir`` exists and is not a SOWLv2 result folder: a run replaces
+    only its own results and never deletes anything else."""
+    if (final_dir.exists() or final_dir.is_symlink()) and (final_dir.is_symlink() or not is_result_folder(final_dir)):
+        raise UsageError(f"output: {final_dir} exists and is not a SOWLv2 result folder (no results.json); "
+                         "it is left alone: move it away or choose another --output")
 
 
 def object_record(result: FrameResult, i: int, mask_rle: dict | None = None) -> dict:
@@ -91,8 +124,13 @@ class InputWriter:
 
     def __init__(self, out_dir: Path, name: str, kind: str, prompts: list[str], size: tuple[int, int],
                  config, fps: float | None = None) -> None:
+        from .inputs import result_name
+
         self.final_dir = Path(out_dir)
-        self.dir = self.final_dir.with_name(f".{self.final_dir.name}.partial")
+        if result_name(self.final_dir.name) != self.final_dir.name:
+            raise ValueError(f"{self.final_dir.name!r} is not a safe result-folder name (see io.inputs.result_name)")
+        check_replaceable(self.final_dir)
+        self.dir = partial_dir(self.final_dir)
         if self.dir.exists():
             shutil.rmtree(self.dir)  # our own leftovers from an interrupted run
         self.dir.mkdir(parents=True)
@@ -110,7 +148,7 @@ class InputWriter:
                 (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self._videos: dict[str, VideoWriter] = {}
         self._object_videos: dict[int, VideoWriter] = {}
-        self._results = open(self.dir / "results.json", "w", encoding="utf-8")  # noqa: SIM115
+        self._results = open(self.dir / "results.json", "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
         h, w = size
         header = {"input": name, "kind": kind, "width": w, "height": h, "fps": fps, "prompts": self.prompts}
         self._results.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
@@ -133,24 +171,27 @@ class InputWriter:
         for i in range(len(result)):
             oid, label = int(result.ids[i]), self.labels[result.labels[i]]
             if self.binary:
-                _save_png(result.masks[i].astype(np.uint8) * 255,
+                _save_png(_mask_u8(result.masks[i]),
                           self.dir / "binary/frames" / f"{stem}_obj{oid:02d}_{label}_mask.png")
             if self.overlay:
                 _save_png(draw_overlay(image, result, which=[i]),
                           self.dir / "overlay/frames" / f"{stem}_obj{oid:02d}_{label}_overlay.png")
-        merged_mask = result.merged_mask.astype(np.uint8) * 255
-        merged_overlay = draw_overlay(image, result) if self.overlay else None
-        if self.binary and self.merged:
-            _save_png(merged_mask, self.dir / "binary/merged" / f"{stem}_merged_mask.png")
-        if self.overlay and self.merged:
-            _save_png(merged_overlay, self.dir / "overlay/merged" / f"{stem}_merged_overlay.png")
-        if self.kind == "video":
-            if self.overlay:
-                self._video("overlay").write(merged_overlay)
-            if self.binary:
+        video = self.kind == "video"
+        # Merged images are made only when something is written from them (full-size work on big images).
+        if self.binary and (self.merged or video):
+            merged_mask = _mask_u8(result.merged_mask)
+            if self.merged:
+                _save_png(merged_mask, self.dir / "binary/merged" / f"{stem}_merged_mask.png")
+            if video:
                 self._video("binary").write(np.repeat(merged_mask[..., None], 3, axis=2))
-            if self.mask_videos:
-                self._write_object_videos(result)
+        if self.overlay and (self.merged or video):
+            merged_overlay = draw_overlay(image, result)
+            if self.merged:
+                _save_png(merged_overlay, self.dir / "overlay/merged" / f"{stem}_merged_overlay.png")
+            if video:
+                self._video("overlay").write(merged_overlay)
+        if video and self.mask_videos:
+            self._write_object_videos(result)
         self.frames += 1
         self.seconds += time.perf_counter() - t0
 
@@ -172,7 +213,7 @@ class InputWriter:
                 self._object_videos[oid] = writer
         for oid, writer in self._object_videos.items():
             if oid in present:
-                writer.write(np.repeat(result.masks[present[oid]][..., None].astype(np.uint8) * 255, 3, axis=2))
+                writer.write(np.repeat(_mask_u8(result.masks[present[oid]])[..., None], 3, axis=2))
             else:
                 writer.write(blank)
 
@@ -192,7 +233,8 @@ class InputWriter:
         self._results.close()
         self._annotations.finish(self.dir / "annotations.json", self.name, self.size, self.prompts,
                                  self.frames, tracks)
-        if self.final_dir.exists():
+        if self.final_dir.exists() or self.final_dir.is_symlink():
+            check_replaceable(self.final_dir)
             shutil.rmtree(self.final_dir)  # --overwrite: replaced only once the new one is complete
         os.replace(self.dir, self.final_dir)
         return self.final_dir
@@ -252,7 +294,7 @@ class _AnnotationSpool:
             f.close()
         category = {p: k + 1 for k, p in enumerate(prompts)}
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as out:
             video = {"id": 1, "width": w, "height": h, "length": frames,
                      "file_names": [f"{Path(name).stem}/{k:05d}.jpg" for k in range(frames)]}
             head = {"info": {"description": "SOWLv2 predictions (YouTube-VIS format)"}, "videos": [video],

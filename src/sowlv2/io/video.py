@@ -48,6 +48,13 @@ def _apply_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
+def _codec_name(stream) -> str:
+    try:
+        return str(stream.codec.name)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "unknown codec"
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Read stream metadata without decoding more than the first frame."""
     try:
@@ -55,18 +62,48 @@ def probe_video(path: str | Path) -> VideoInfo:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
             stream = container.streams.video[0]
+            if stream.codec_context is None:
+                raise InputError(f"{path}: no decoder for its video codec ({_codec_name(stream)})")
             fps = float(stream.average_rate) if stream.average_rate else 0.0
             frames = int(stream.frames or 0)
             w, h = stream.codec_context.width, stream.codec_context.height
             rotation = 0
-            for frame in container.decode(stream):
-                rotation = _rotation(frame)
-                break
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: cannot read as video ({exc.strerror or exc})") from exc
+            try:
+                for frame in container.decode(stream):
+                    rotation = _rotation(frame)
+                    break
+            except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+                raise InputError(f"{path}: cannot decode any frame ({getattr(exc, 'strerror', None) or exc}); "
+                                 "the file is damaged or truncated") from None
+    except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+        raise InputError(f"{path}: cannot read as video ({getattr(exc, 'strerror', None) or exc})") from None
     if rotation in (90, 270):
         w, h = h, w
     return VideoInfo(fps, frames, w, h, rotation)
+
+
+def _warn_if_short(path, stream, container, decoded: int, t_last: float) -> None:
+    """Warn when the container announces more frames (or a longer duration) than decoded: a
+    truncated file decodes as far as its data goes, without an error from the decoder."""
+    expected = int(stream.frames or 0)
+    if expected and decoded < expected - 1:
+        log.warning("%s: decoded %d of the %d frames the file announces (truncated?); keeping what decoded",
+                    path, decoded, expected)
+        return
+    if expected:
+        return
+    # No frame count (Matroska, WebM): compare with the duration, the stream's or, for a file with
+    # only this stream, the container's (another stream, e.g. audio, may be longer).
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None and len(container.streams) == 1:
+        duration = container.duration / 1_000_000
+    rate = float(stream.average_rate) if stream.average_rate else 0.0
+    period = 1.0 / rate if rate > 0 else 0.1
+    if duration and t_last + period < duration - max(2 * period, 0.02 * duration):
+        log.warning("%s: frames end at %.2f s but the file announces %.2f s (truncated?); keeping what decoded",
+                    path, t_last + period, duration)
 
 
 def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Frame]:
@@ -83,18 +120,21 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Fr
     """
     try:
         container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: cannot open as video ({exc.strerror or exc})") from exc
+    except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+        raise InputError(f"{path}: cannot open as video ({getattr(exc, 'strerror', None) or exc})") from None
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise InputError(f"{path}: no decoder for its video codec ({_codec_name(stream)})")
         stream.thread_type = "AUTO"
         base = stream.average_rate
         t0 = None
         next_t = 0.0
         kept = 0
         source = -1
+        t_last = 0.0
         try:
             for frame in container.decode(stream):
                 source += 1
@@ -113,16 +153,20 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Fr
                     next_t += 1.0 / fps
                     while next_t <= t + 1e-6:  # a gap in a variable-rate stream
                         next_t += 1.0 / fps
+                t_last = t
                 rgb = _apply_rotation(frame.to_ndarray(format="rgb24"), _rotation(frame))
                 yield Frame(index=kept, time=round(t, 6), image=rgb, source_index=source)
                 kept += 1
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, ValueError, MemoryError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
             if kept == 0:
-                raise InputError(f"{path}: cannot decode any frame ({exc.strerror or exc})") from exc
-            log.warning("%s: decoding stopped after %d frames (%s); keeping what decoded",
-                        path, kept, exc.strerror or exc)
-        if kept == 0:
-            raise InputError(f"{path}: the video has no frames")
+                raise InputError(f"{path}: cannot decode any frame ({reason}); the file is damaged or truncated") \
+                    from None
+            log.warning("%s: decoding stopped after %d frames (%s); keeping what decoded", path, source + 1, reason)
+        else:
+            if kept == 0:
+                raise InputError(f"{path}: no frame could be decoded (empty or truncated video)")
+            _warn_if_short(path, stream, container, source + 1, t_last)
 
 
 class VideoWriter:

@@ -57,6 +57,13 @@ def _looks_like_path(name: str) -> bool:
             or Path(name).expanduser().exists())
 
 
+def _first_sentence(text: str, limit: int = 200) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    if len(text) > limit and ". " in text[:limit]:
+        text = text[: text.index(". ") + 1]
+    return text
+
+
 def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) -> T:
     """Call ``loader(name, **kwargs)`` (a ``from_pretrained``), turning failures into ModelLoadError.
 
@@ -64,19 +71,27 @@ def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) ->
     from safetensors only (never pickle) and remote code is never trusted.
     """
     path = Path(name).expanduser()
-    if _looks_like_path(name):
+    local = _looks_like_path(name)
+    if local:
         if not path.is_dir():
             raise ModelLoadError(f"{what}: model folder not found: {name}")
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{what}: {name} is not a model folder (no config.json)")
+        if kwargs.get("use_safetensors") and not any(path.glob("*.safetensors")):
+            raise ModelLoadError(f"{what}: {name} holds no safetensors weights (*.safetensors); SOWLv2 loads "
+                                 "weights from safetensors only")
         name = str(path)
-    kwargs.setdefault("trust_remote_code", False)
+    kwargs["trust_remote_code"] = False
     try:
         return loader(name, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (offline: HF_HUB_OFFLINE=1 is set and the model is not in the local cache)" if offline else ""
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        first = _first_sentence(str(exc)) or type(exc).__name__
+        if local:
+            hint = " (the folder lacks files or holds another model's)"
+        elif os.environ.get("HF_HUB_OFFLINE") == "1":
+            hint = " (offline: HF_HUB_OFFLINE=1 is set and the model is not in the local cache)"
+        else:
+            hint = ""
         raise ModelLoadError(f"{what}: cannot load {name!r}{hint}: {first}") from exc
 
 

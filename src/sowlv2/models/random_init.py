@@ -81,18 +81,20 @@ def _sam2_config_kwargs(size: str) -> dict:
                         global_attention_blocks=[3], window_positional_embedding_background_size=[4, 4])
         vision = dict(backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16],
                       backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
-                      fpn_hidden_size=64)
+                      fpn_hidden_size=128)
+        # transformers' video tracker needs fpn_hidden_size to be a multiple of, and larger than,
+        # the memory channels (64): every hidden size is 128.
         return dict(
             vision_config=vision,
-            prompt_encoder_config=dict(hidden_size=64, image_size=s, patch_size=16),
-            mask_decoder_config=dict(hidden_size=64, mlp_dim=128, num_attention_heads=2,
+            prompt_encoder_config=dict(hidden_size=128, image_size=s, patch_size=16),
+            mask_decoder_config=dict(hidden_size=128, mlp_dim=128, num_attention_heads=2,
                                      iou_head_hidden_dim=64),
             image_size=s,
-            memory_attention_hidden_size=64, memory_attention_num_layers=1,
+            memory_attention_hidden_size=128, memory_attention_num_layers=1,
             memory_attention_feed_forward_hidden_size=128,
             memory_attention_rope_feat_sizes=[s // 16, s // 16],
-            memory_encoder_hidden_size=64, memory_encoder_output_channels=64,
-            mask_downsampler_embed_dim=64, memory_fuser_embed_dim=64, memory_fuser_intermediate_dim=128,
+            memory_encoder_hidden_size=128, memory_encoder_output_channels=64,
+            mask_downsampler_embed_dim=128, memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=128,
         )
     if size == "hiera-tiny":  # facebook/sam2.1-hiera-tiny
         backbone = dict(model_type="sam2_hiera_det_model", blocks_per_stage=[1, 2, 7, 2],
@@ -121,6 +123,11 @@ def build_sam2(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     kwargs = _sam2_config_kwargs(size)
     config = Sam2VideoConfig(**kwargs)
     model = Sam2VideoModel(config).eval()
+    if size == "tiny":
+        # Random weights put the object score near 0, so half the masks come out empty; tests of the
+        # plumbing need objects, so the tiny model is made to always "see" its object.
+        with torch.no_grad():
+            model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(20.0)
     model.save_pretrained(folder)
     s = config.image_size
     image_size = {"height": s, "width": s}
