@@ -5,13 +5,16 @@
   objects with at least ``--min-area`` visible pixels; a detection that matches (same label, IoU >= 0.5)
   only a smaller, barely visible object is ignored (neither true nor false positive).
 - ``sam``: SAM 2 box -> mask IoU through the production ``Sam2ImageSegmenter`` given the true box.
+- ``vjepa2``: whether the encoder's features change most at a scene cut (see ``eval_vjepa2``).
+- ``pipeline``: ``sowlv2 demo`` end to end on each seed (J&F, recall, id switches; see ``sowlv2.demo``).
 - ``track``: SAM 2 propagation through a streaming ``Sam2VideoModel`` session: every object visible on
   frame 0 is prompted there with its true box, the next ``--track-frames`` frames are tracked; mask
   IoU per object averaged over the tracked frames where the object or its mask is non-empty.
 
 Usage::
 
-    python tools/eval_demo_models.py --models src/sowlv2/demo_models --what owl sam track
+    python tools/eval_demo_models.py --what owl sam track vjepa2 --json src/sowlv2/demo_models/eval.json
+    python tools/eval_demo_models.py --what pipeline --seeds 0 20
 """
 
 from __future__ import annotations
@@ -237,15 +240,56 @@ def eval_vjepa2(folder: str, seeds, frames: int = 48) -> dict:
             "other_max_novelty_mean": float(np.mean(other_max)), "cut_is_top_share": wins / len(seeds)}
 
 
+PIPELINE_MODES = {
+    "every": ["--no-vjepa2", "--detect-every", "1"],  # the detector on every frame
+    "cadence4": ["--no-vjepa2", "--detect-every", "4"],  # a key frame every 4th frame: a 25% budget
+    "vjepa2": [],  # V-JEPA 2 key frames at the default 25% budget (what ``sowlv2 demo`` runs)
+}
+
+
+def eval_pipeline(models: Path, seeds, frames: int, work: Path, threshold: float, modes) -> dict:
+    """End to end: ``sowlv2 demo`` (``sowlv2.demo.demo_main``) on each seed and mode, then the scores."""
+    from sowlv2.demo import demo_main
+
+    res = {"videos": len(seeds), "frames": frames, "threshold": threshold}
+    for mode in modes:
+        rows = []
+        t0 = time.time()
+        for seed in seeds:
+            out = work / mode / f"seed_{seed:03d}"
+            demo_main(["--output", str(out), "--models", str(models), "--seed", str(seed), "--frames", str(frames),
+                       "--threshold", str(threshold), "--quiet", *PIPELINE_MODES[mode]])
+            m = json.loads((out / "demo_metrics.json").read_text())
+            rows.append({k: m[k] for k in ("JF", "J", "F", "recall", "id_switches", "detector_calls", "tracks",
+                                           "unmatched_tracks")}
+                        | {"seed": seed, "objects": len(m["objects"]),
+                           "latencies": [o["latency"] for o in m["objects"]]})
+        mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+        lat = [x for r in rows for x in r.pop("latencies")]
+        res[mode] = {"JF_mean": mean("JF"), "J_mean": mean("J"), "F_mean": mean("F"), "recall_mean": mean("recall"),
+                     "recall_objects": sum(r["recall"] * r["objects"] for r in rows) / sum(r["objects"] for r in rows),
+                     "discovery_latency_median": float(np.median(lat)) if lat else None,
+                     "id_switches_mean": mean("id_switches"), "id_switches_max": int(max(r["id_switches"] for r in rows)),
+                     "detector_calls_mean": mean("detector_calls"),
+                     "seconds_per_video": (time.time() - t0) / len(rows), "per_video": rows}
+        log.info("pipeline %s: %s", mode, json.dumps({k: v for k, v in res[mode].items() if k != "per_video"}))
+    return res
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=Path, default=ROOT / "src" / "sowlv2" / "demo_models")
-    p.add_argument("--what", nargs="+", default=["owl", "sam", "track"], choices=["owl", "sam", "track", "vjepa2"])
+    p.add_argument("--what", nargs="+", default=["owl", "sam", "track"],
+                   choices=["owl", "sam", "track", "vjepa2", "pipeline"])
     p.add_argument("--seeds", type=int, nargs=2, default=[0, 100], metavar=("FIRST", "END"),
                    help="world seeds FIRST..END-1 (default the held-out 0 100)")
     p.add_argument("--min-area", type=int, default=100, help="ground-truth objects: visible pixels (default 100)")
     p.add_argument("--track-frames", type=int, default=30)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pipeline-frames", type=int, default=48)
+    p.add_argument("--pipeline-threshold", type=float, default=0.1)
+    p.add_argument("--pipeline-modes", nargs="+", default=list(PIPELINE_MODES), choices=list(PIPELINE_MODES))
+    p.add_argument("--work", type=Path, default=Path("/tmp/sowlv2_demo_eval"), help="pipeline outputs go here")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -264,6 +308,9 @@ def main(argv=None) -> int:
     if "vjepa2" in args.what:
         res["vjepa2"] = eval_vjepa2(str(args.models / "vjepa2"), seeds)
         log.info("vjepa2: %s", json.dumps(res["vjepa2"]))
+    if "pipeline" in args.what:
+        res["pipeline"] = eval_pipeline(args.models, seeds, args.pipeline_frames, args.work, args.pipeline_threshold,
+                                        args.pipeline_modes)
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:
