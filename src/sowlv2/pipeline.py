@@ -31,6 +31,7 @@ from .types import Detections, Frame, FrameResult, masks_to_boxes
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "select", "detect", "track", "write")
+WRITE_QUEUE_FRAMES = 8  # frames a video's background writer may fall behind before the models wait
 
 
 @dataclass
@@ -44,6 +45,7 @@ class VideoRunState:
     frames: int = 0
     detector_calls: int = 0
     fps: float | None = None
+    write_thread_seconds: float = 0.0  # busy time of the background writer (``seconds["write"]``: waiting on it)
 
     @property
     def tracks(self) -> list[dict]:
@@ -103,6 +105,8 @@ class SOWLv2Pipeline:
 
     Args:
         config: all settings (``PipelineBaseData``); keyword overrides are applied on top.
+        background_write: write a video's outputs on a background thread while the models process the
+            next frames (the outputs are the same either way); False writes each frame before the next.
 
     Models are loaded on first use and kept for the pipeline's lifetime.
 
@@ -112,9 +116,11 @@ class SOWLv2Pipeline:
         >>> result.masks.shape  # (n, H, W) bool
     """
 
-    def __init__(self, config: PipelineBaseData | None = None, **overrides) -> None:
+    def __init__(self, config: PipelineBaseData | None = None, *, background_write: bool = True,
+                 **overrides) -> None:
         config = config or PipelineBaseData()
         self.config = config.replace(**overrides) if overrides else config
+        self.background_write = background_write
         self._device = None
         self._detector = None
         self._segmenter = None
@@ -327,12 +333,16 @@ class SOWLv2Pipeline:
             for frame, result in self._track_frames(item, prompts):
                 if writer is None:
                     writer = InputWriter(out_root / item.name, item.path.name, "video", prompts,
-                                         result.size, self.config, fps=fps)
-                writer.write(result, frame.image)
+                                         result.size, self.config, fps=fps, background=self.background_write,
+                                         queue_size=WRITE_QUEUE_FRAMES)
+                writer.write(result, frame.image)  # with background_write: queued; raises a worker error
                 bar.update(1)
                 bar.set_postfix(objects=len(result), refresh=False)
             state = self.last_run
             out = writer.close(state.keyframes, state.keyframe_scores, state.tracks, state.stats())
+            state.write_thread_seconds = writer.worker_seconds
+            log.debug("%s: writer thread busy %.3f s, models waited %.3f s for it", item.name,
+                      writer.worker_seconds, writer.seconds)
             writer = None
         finally:
             bar.close()

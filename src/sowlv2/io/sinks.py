@@ -3,6 +3,11 @@
 An input's folder is written under a hidden ``.<name>.partial`` name and renamed into place only
 when complete, so a result folder is either complete or absent. Groups switched off by the config
 (``no_binary``, ``no_overlay``, ``no_merged``) are never written.
+
+``InputWriter(..., background=True)`` does the per-frame work (RLE, PNG, overlays, H.264 encoding)
+on one worker thread fed by a bounded queue, so the models go on with the next frames meanwhile;
+memory stays bounded (the caller blocks when the writer is ``queue_size`` frames behind) and a
+worker error is raised in the caller's thread at its next ``write`` or at ``close``.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,8 @@ from .video import VideoWriter
 log = logging.getLogger(__name__)
 
 _MAX_LABEL = 40
+_STOP = object()  # the sentinel that ends a background writer's worker
+_POLL_S = 0.1  # how often a caller blocked on a full queue checks that the worker is still alive
 
 
 def safe_name(text: str, max_len: int = _MAX_LABEL) -> str:
@@ -120,12 +129,25 @@ class InputWriter:
         size: (height, width) of the frames.
         fps: processing frame rate (videos).
         config: a PipelineBaseData (output switches).
+        background: write on one worker thread (frames keep their order): ``write`` only queues the
+            frame, blocking while ``queue_size`` frames wait. ``close`` or ``abort`` must be called
+            (they end the thread). False: ``write`` does the work before it returns.
+        queue_size: frames that may wait for the worker (with ``background``); at most
+            ``queue_size + 1`` frames are held by the writer at any time.
+
+    Attributes:
+        seconds: time the caller spent in ``write`` and ``close`` (with ``background``: waiting for a
+            place in the queue, for the worker to finish, and finalising). Saved as
+            ``stats.seconds.write`` in results.json.
+        worker_seconds: time the worker thread spent writing frames (0.0 without ``background``).
     """
 
     def __init__(self, out_dir: Path, name: str, kind: str, prompts: list[str], size: tuple[int, int],
-                 config, fps: float | None = None) -> None:
+                 config, fps: float | None = None, background: bool = False, queue_size: int = 8) -> None:
         from .inputs import result_name
 
+        if background and queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.final_dir = Path(out_dir)
         if result_name(self.final_dir.name) != self.final_dir.name:
             raise ValueError(f"{self.final_dir.name!r} is not a safe result-folder name (see io.inputs.result_name)")
@@ -153,11 +175,92 @@ class InputWriter:
         header = {"input": name, "kind": kind, "width": w, "height": h, "fps": fps, "prompts": self.prompts}
         self._results.write(json.dumps(header, ensure_ascii=False)[:-1] + ', "frames": [\n')
         self._annotations = _AnnotationSpool(self.dir / ".spool", kind)
+        self.worker_seconds = 0.0
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+            self._discard = threading.Event()
+            self._thread = threading.Thread(target=self._work, name=f"sowlv2-writer[{self.final_dir.name}]",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def background(self) -> bool:
+        """Whether frames are written on a worker thread."""
+        return self._thread is not None
 
     # ------------------------------------------------------------------ per frame
     def write(self, result: FrameResult, image: np.ndarray) -> None:
-        """Write one frame's masks, overlays, video frames and JSON records."""
+        """Write (or, with ``background``, queue) one frame's masks, overlays, video frames and records.
+
+        Args:
+            result: the frame's result; its arrays must not change afterwards (the worker reads them).
+            image: (H, W, 3) uint8 RGB frame the overlays are drawn on (not modified, kept until written).
+
+        Raises:
+            Whatever the worker raised on an earlier frame (the original exception), with ``background``.
+        """
         t0 = time.perf_counter()
+        if self._thread is None:
+            self._write_frame(result, image)
+        else:
+            self._raise_worker_error()
+            if not self._offer((result, image)):
+                self._raise_worker_error()
+                raise RuntimeError(f"{self.final_dir}: the writer thread has stopped (write after close or abort)")
+        self.seconds += time.perf_counter() - t0
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _offer(self, item: Any) -> bool:
+        """Put ``item`` on the queue, waiting while it is full; False if the worker is no longer alive
+        (a caller never blocks on a queue that nobody empties)."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        """The worker: write queued frames in order until the sentinel; stop at the first error."""
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._discard.is_set():
+                continue
+            t0 = time.perf_counter()
+            try:
+                self._write_frame(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+                log.debug("writer thread of %s failed", self.final_dir, exc_info=True)
+                self._error = exc
+                return
+            finally:
+                item = None  # do not hold the frame while waiting for the next one
+                self.worker_seconds += time.perf_counter() - t0
+
+    def _stop_worker(self, discard: bool) -> None:
+        """End the worker and wait for it; with ``discard``, frames still queued are dropped."""
+        if self._thread is None:
+            return
+        if discard:
+            self._discard.set()
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+        self._offer(_STOP)
+        self._thread.join()
+
+    def _write_frame(self, result: FrameResult, image: np.ndarray) -> None:
+        """Do the work of ``write`` for one frame (on the worker thread with ``background``)."""
         stem = f"{result.index:06d}"
         records = []
         for i in range(len(result)):
@@ -193,7 +296,6 @@ class InputWriter:
         if video and self.mask_videos:
             self._write_object_videos(result)
         self.frames += 1
-        self.seconds += time.perf_counter() - t0
 
     def _video(self, which: str) -> VideoWriter:
         if which not in self._videos:
@@ -220,8 +322,17 @@ class InputWriter:
     # ------------------------------------------------------------------ end
     def close(self, keyframes: list[int], keyframe_scores: list[float | None], tracks: list[dict],
               stats: dict) -> Path:
-        """Finish every file and move the folder into place. Returns the final folder."""
+        """Finish every file and move the folder into place. Returns the final folder.
+
+        With ``background``, first waits until the worker has written every queued frame.
+
+        Raises:
+            Whatever the worker raised (the original exception); the folder stays ``.partial`` and the
+            caller is expected to call ``abort``.
+        """
         t0 = time.perf_counter()
+        self._stop_worker(discard=False)
+        self._raise_worker_error()
         for writer in [*self._videos.values(), *self._object_videos.values()]:
             writer.close()
         tail = {"keyframes": keyframes, "keyframe_scores": keyframe_scores, "tracks": tracks}
@@ -240,13 +351,19 @@ class InputWriter:
         return self.final_dir
 
     def abort(self) -> None:
-        """Drop everything written for this input (it never reaches its final name)."""
+        """Drop everything written for this input (it never reaches its final name).
+
+        With ``background``, frames still queued are discarded and the worker is ended first (after
+        the frame it is writing, if any). Safe after a worker error and after a failed ``close``.
+        """
+        self._stop_worker(discard=True)
         for writer in [*self._videos.values(), *self._object_videos.values()]:
             try:
                 writer.close()
             except Exception:  # noqa: BLE001 - best effort while failing anyway
                 log.debug("closing a video writer failed during abort", exc_info=True)
         self._results.close()
+        self._annotations.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -278,6 +395,11 @@ class _AnnotationSpool:
         if oid not in self._files:
             self._files[oid] = open(self.folder / f"{oid}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._files[oid].write(json.dumps([result.index, mask_rle, bbox, area]) + "\n")
+
+    def close(self) -> None:
+        """Close the spool files (when a run is abandoned)."""
+        for f in self._files.values():
+            f.close()
 
     def finish(self, path: Path, name: str, size: tuple[int, int], prompts: list[str], frames: int,
                tracks: list[dict]) -> None:
