@@ -72,18 +72,28 @@ def test_a_part_of_another_label_is_not_merged_into_a_track():
     assert not a.matched and not a.reprompt and a.new == [(2, 0)]
 
 
-def test_deduplicate_ends_the_less_recently_confirmed_of_two_tracks_on_one_object():
+def test_deduplicate_keeps_the_older_id_of_one_label_and_the_confirmed_label_of_two():
     tm = TrackManager(dup_iou=0.7)
     two = np.stack([_square(0, 0), _square(30, 20)])
-    tm.associate(0, {}, _dets(two), two)
-    three = _square(40, 5)
-    tm.associate(5, {1: _square(0, 0), 2: _square(30, 20)}, _dets([_square(0, 0), three]),
-                 np.stack([_square(0, 0), three]))  # confirms 1, creates 3
-    # SAM 2 pulled track 2 and track 1 onto one object; track 3 is elsewhere
-    masks = {1: _square(1, 0), 2: _square(0, 0), 3: three}
-    assert tm.deduplicate(masks) == [2]
-    assert sorted(tm.tracks) == [1, 3] and [t.id for t in tm.all_tracks()] == [1, 2, 3]
-    assert tm.deduplicate(masks) == []  # idempotent: 2 is gone
+    tm.associate(0, {}, _dets(two, labels=["square", "disc"]), two)
+    a, b = _square(40, 5), _square(10, 30)
+    tm.associate(5, {1: _square(0, 0), 2: _square(30, 20)}, _dets([_square(0, 0), a, b], labels=["square"] * 3),
+                 np.stack([_square(0, 0), a, b]))  # confirms 1, creates 3 and 4 (squares)
+    assert tm.tracks[2].confirmed == 0 and tm.tracks[3].confirmed == 5
+    # SAM 2 pulled track 2 (a disc, unconfirmed since frame 0) onto square 1, and track 4 onto square 3
+    masks = {1: _square(1, 0), 2: _square(0, 0), 3: a, 4: _square(40, 6)}
+    assert tm.deduplicate(masks) == [2, 4]  # 2: label not backed since frame 0; 4: same label, newer id
+    assert sorted(tm.tracks) == [1, 3] and [t.id for t in tm.all_tracks()] == [1, 2, 3, 4]
+    assert tm.deduplicate(masks) == []  # idempotent
+
+
+def test_deduplicate_prefers_a_recently_confirmed_label_over_an_older_id():
+    tm = TrackManager(dup_iou=0.7)
+    tm.associate(0, {}, _dets([_square(0, 0)], labels=["disc"]), np.stack([_square(0, 0)]))
+    far = _square(40, 30)
+    tm.associate(9, {1: _square(0, 0)}, _dets([far], labels=["square"]), np.stack([far]))  # new track 2
+    assert tm.deduplicate({1: _square(40, 31), 2: far}) == [1]  # track 1 drifted onto the square
+    assert tm.tracks[2].label == "square"
 
 
 def test_deduplicate_keeps_the_older_id_on_a_tie_and_leaves_overlapping_objects_alone():

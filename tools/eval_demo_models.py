@@ -264,12 +264,15 @@ def eval_pipeline(models: Path, seeds, frames: int, work: Path, threshold: float
                                            "unmatched_tracks")}
                         | {"seed": seed, "objects": len(m["objects"]),
                            "latencies": [o["latency"] for o in m["objects"]]})
-        mean = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+        def mean(k: str, rows=rows) -> float:
+            return float(np.mean([r[k] for r in rows]))
+
         lat = [x for r in rows for x in r.pop("latencies")]
         res[mode] = {"JF_mean": mean("JF"), "J_mean": mean("J"), "F_mean": mean("F"), "recall_mean": mean("recall"),
                      "recall_objects": sum(r["recall"] * r["objects"] for r in rows) / sum(r["objects"] for r in rows),
                      "discovery_latency_median": float(np.median(lat)) if lat else None,
-                     "id_switches_mean": mean("id_switches"), "id_switches_max": int(max(r["id_switches"] for r in rows)),
+                     "id_switches_mean": mean("id_switches"),
+                     "id_switches_max": int(max(r["id_switches"] for r in rows)),
                      "detector_calls_mean": mean("detector_calls"),
                      "seconds_per_video": (time.time() - t0) / len(rows), "per_video": rows}
         log.info("pipeline %s: %s", mode, json.dumps({k: v for k, v in res[mode].items() if k != "per_video"}))
@@ -287,7 +290,7 @@ def main(argv=None) -> int:
     p.add_argument("--track-frames", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pipeline-frames", type=int, default=48)
-    p.add_argument("--pipeline-threshold", type=float, default=0.1)
+    p.add_argument("--pipeline-threshold", type=float, default=0.2)
     p.add_argument("--pipeline-modes", nargs="+", default=list(PIPELINE_MODES), choices=list(PIPELINE_MODES))
     p.add_argument("--work", type=Path, default=Path("/tmp/sowlv2_demo_eval"), help="pipeline outputs go here")
     p.add_argument("--json", type=Path, help="also write the results here")

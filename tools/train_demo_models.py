@@ -786,7 +786,7 @@ def parse_args(argv=None):
     g.add_argument("--owl-max-len", type=int, default=24)
     g.add_argument("--owl-videos", type=int, default=600)
     g.add_argument("--owl-every", type=int, default=5)
-    g.add_argument("--owl-steps", type=int, default=6000)
+    g.add_argument("--owl-steps", type=int, default=12000)
     g.add_argument("--owl-batch", type=int, default=16)
     g.add_argument("--owl-lr", type=float, default=1e-3)
     g = p.add_argument_group("SAM 2")

@@ -30,7 +30,7 @@ def demo_parser() -> _Parser:
                    help="held-out world seed, 0-99 (default 0); the video uses seeds (N, 0)")
     p.add_argument("--frames", type=int, default=48, metavar="N", help="frames of the video (default 48)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
-    p.add_argument("--threshold", type=float, default=0.1, help="detection score threshold (default 0.1)")
+    p.add_argument("--threshold", type=float, default=0.2, help="detection score threshold (default 0.2)")
     p.add_argument("--detect-every", type=int, default=None, metavar="N",
                    help="cadence of detector key frames (default: the pipeline's)")
     p.add_argument("--no-vjepa2", action="store_true", help="choose key frames by cadence only")

@@ -16,8 +16,9 @@ live track has its propagated mask. Then:
    part or a duplicate of something tracked, not a new object.
 4. A track whose mask is empty for ``max_lost`` consecutive frames is ended.
 5. Duplicates (every frame, :meth:`TrackManager.deduplicate`): when two live tracks' masks overlap
-   with IoU >= ``dup_iou`` (default 0.7) SAM 2 has pulled both onto one object; the one a detection
-   confirmed less recently ends (on a tie, the newer id), so one object never carries two ids.
+   with IoU >= ``dup_iou`` (default 0.7) SAM 2 has pulled both onto one object and one of them ends,
+   so one object never carries two ids: the newer id when both have the same label, else the one a
+   detection confirmed less recently.
 """
 
 from __future__ import annotations
@@ -177,8 +178,9 @@ class TrackManager:
     def deduplicate(self, masks: dict[int, np.ndarray], max_side: int = 256) -> list[int]:
         """End live tracks that duplicate another live track; return their ids (the caller frees them).
 
-        Two tracks whose masks have IoU >= ``dup_iou`` follow one object. The one a detection
-        confirmed more recently stays (on a tie, the older id). IoU is computed on masks subsampled
+        Two tracks whose masks have IoU >= ``dup_iou`` follow one object. With the same label the
+        older id stays (ids are stable) and takes over the newer one's confirmation; with different
+        labels the one a detection confirmed more recently stays. IoU is computed on masks subsampled
         to at most ``max_side`` pixels a side (cheap on every frame, even at 4K).
 
         Args:
@@ -191,15 +193,22 @@ class TrackManager:
         step = max(1, -(-max(h, w) // max_side))
         iou = mask_iou_matrix(np.stack([masks[i][::step, ::step] for i in ids]), np.stack(
             [masks[i][::step, ::step] for i in ids]))
-        # keep order: most recently confirmed first, then older ids
-        order = sorted(range(len(ids)), key=lambda k: (-self.tracks[ids[k]].confirmed, ids[k]))
-        kept: list[int] = []
+        kept: list[int] = []  # indices into ids, oldest id first
         dropped: list[int] = []
-        for k in order:
-            if any(iou[k, j] >= self.dup_iou for j in kept):
-                dropped.append(ids[k])
-            else:
+        for k in range(len(ids)):
+            twin = next((j for j in kept if iou[k, j] >= self.dup_iou), None)
+            if twin is None:
                 kept.append(k)
+                continue
+            old, new = self.tracks[ids[twin]], self.tracks[ids[k]]
+            if old.label != new.label and new.confirmed > old.confirmed:
+                # the newer track's label is the one a detection backed more recently
+                kept[kept.index(twin)] = k
+                dropped.append(old.id)
+            else:  # same object, same label: the older id stays (ids are stable), with the newer evidence
+                old.confirmed = max(old.confirmed, new.confirmed)
+                old.best_score = max(old.best_score, new.best_score)
+                dropped.append(new.id)
         for tid in dropped:
             self.ended.append(self.tracks.pop(tid))
         return sorted(dropped)
