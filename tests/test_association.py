@@ -54,6 +54,56 @@ def test_manager_reprompts_a_drifted_track_and_ends_a_lost_one():
     assert not tm.tracks and [t.id for t in tm.all_tracks()] == [1]
 
 
+def test_a_track_that_shrank_to_part_of_its_object_is_corrected_not_duplicated():
+    tm = TrackManager(match_iou=0.5, reprompt_iou=0.8, contain=0.8)
+    tm.associate(0, {}, _dets([_square(0, 0, s=20)]), np.stack([_square(0, 0, s=20)]))
+    sliver = _square(2, 2, s=6)  # the propagated mask kept a corner: IoU with the object 36/400
+    whole = _square(1, 1, s=20)
+    a = tm.associate(8, {1: sliver}, _dets([whole]), np.stack([whole]))
+    assert a.reprompt == [(1, 0)] and not a.new and not a.ignored
+    assert tm.tracks[1].confirmed == 8
+
+
+def test_a_part_of_another_label_is_not_merged_into_a_track():
+    tm = TrackManager(match_iou=0.5, contain=0.8)
+    tm.associate(0, {}, _dets([_square(0, 0, s=6)], labels=["bolt"]), np.stack([_square(0, 0, s=6)]))
+    plate = _square(0, 0, s=24)  # a larger object of another label that contains the tracked bolt
+    a = tm.associate(4, {1: _square(0, 0, s=6)}, _dets([plate], labels=["plate"]), np.stack([plate]))
+    assert not a.matched and not a.reprompt and a.new == [(2, 0)]
+
+
+def test_deduplicate_keeps_the_older_id_of_one_label_and_the_confirmed_label_of_two():
+    tm = TrackManager(dup_iou=0.7)
+    two = np.stack([_square(0, 0), _square(30, 20)])
+    tm.associate(0, {}, _dets(two, labels=["square", "disc"]), two)
+    a, b = _square(40, 5), _square(10, 30)
+    tm.associate(5, {1: _square(0, 0), 2: _square(30, 20)}, _dets([_square(0, 0), a, b], labels=["square"] * 3),
+                 np.stack([_square(0, 0), a, b]))  # confirms 1, creates 3 and 4 (squares)
+    assert tm.tracks[2].confirmed == 0 and tm.tracks[3].confirmed == 5
+    # SAM 2 pulled track 2 (a disc, unconfirmed since frame 0) onto square 1, and track 4 onto square 3
+    masks = {1: _square(1, 0), 2: _square(0, 0), 3: a, 4: _square(40, 6)}
+    assert tm.deduplicate(masks) == [2, 4]  # 2: label not backed since frame 0; 4: same label, newer id
+    assert sorted(tm.tracks) == [1, 3] and [t.id for t in tm.all_tracks()] == [1, 2, 3, 4]
+    assert tm.deduplicate(masks) == []  # idempotent
+
+
+def test_deduplicate_prefers_a_recently_confirmed_label_over_an_older_id():
+    tm = TrackManager(dup_iou=0.7)
+    tm.associate(0, {}, _dets([_square(0, 0)], labels=["disc"]), np.stack([_square(0, 0)]))
+    far = _square(40, 30)
+    tm.associate(9, {1: _square(0, 0)}, _dets([far], labels=["square"]), np.stack([far]))  # new track 2
+    assert tm.deduplicate({1: _square(40, 31), 2: far}) == [1]  # track 1 drifted onto the square
+    assert tm.tracks[2].label == "square"
+
+
+def test_deduplicate_keeps_the_older_id_on_a_tie_and_leaves_overlapping_objects_alone():
+    tm = TrackManager(dup_iou=0.7)
+    both = np.stack([_square(0, 0), _square(20, 20)])
+    tm.associate(0, {}, _dets(both), both)
+    assert tm.deduplicate({1: _square(0, 0), 2: _square(5, 0)}) == []  # IoU 1/3: two touching objects
+    assert tm.deduplicate({1: _square(0, 0), 2: _square(0, 1)}) == [2]  # IoU 0.82, same confirmation frame
+
+
 # ---------------------------------------------------------------------- the video loop with fakes
 class World:
     """Ground truth: object id -> function frame -> mask (or None when absent)."""

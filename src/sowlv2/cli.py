@@ -1,6 +1,6 @@
 """The ``sowlv2`` command: parses flags into a PipelineBaseData and calls the library.
 
-``sowlv2 --input ... --prompt ...`` runs the pipeline; ``sowlv2 eval|world|bench ...`` are
+``sowlv2 --input ... --prompt ...`` runs the pipeline; ``sowlv2 demo|eval|world|bench ...`` are
 subcommands. Only this module (and the subcommands' CLI functions) print.
 """
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 eval | world | bench (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -179,7 +179,7 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
         return call
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
-            "bench": lazy("sowlv2.bench", "bench_main")}
+            "bench": lazy("sowlv2.bench", "bench_main"), "demo": lazy("sowlv2.demo", "demo_main")}
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API

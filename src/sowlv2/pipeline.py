@@ -280,7 +280,7 @@ class SOWLv2Pipeline:
                     for oid, tm in tracker.prompt(boxes, frame).items():
                         tracked[oid] = tm.mask
                 state.seconds["track"] += time.perf_counter() - t2
-            ended = manager.update(frame.index, tracked)
+            ended = manager.update(frame.index, tracked) + manager.deduplicate(tracked)
             if ended:
                 tracker.remove(ended)
             state.seconds["select"] = getattr(selector, "seconds", 0.0) - select_before

@@ -67,9 +67,15 @@ def _first_sentence(text: str, limit: int = 200) -> str:
 def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) -> T:
     """Call ``loader(name, **kwargs)`` (a ``from_pretrained``), turning failures into ModelLoadError.
 
-    ``name`` is a hub id (``google/owlv2-base-patch16-ensemble``) or a local folder. Weights load
+    ``name`` is a hub id (``google/owlv2-base-patch16-ensemble``), a local folder, or ``"demo"`` (the
+    shipped demo checkpoint of ``what``: ``owl_model``, ``sam_model`` or ``vjepa2_model``). Weights load
     from safetensors only (never pickle) and remote code is never trusted.
     """
+    from ..demo_models import resolve
+
+    kind = {"owl_model": "owl", "sam_model": "sam", "vjepa2_model": "vjepa2"}.get(what)
+    if kind is not None:
+        name = resolve(name, kind)  # "demo" -> the shipped demo checkpoint
     path = Path(name).expanduser()
     local = _looks_like_path(name)
     if local:

@@ -118,7 +118,9 @@ class Sam2VideoTracker:
         """
         from transformers import Sam2VideoModel, Sam2VideoProcessor
 
-        name = str(name_or_path)
+        from ..demo_models import resolve
+
+        name = resolve(str(name_or_path), "sam")  # "demo" -> the shipped demo checkpoint
         try:
             model = Sam2VideoModel.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False)
             processor = Sam2VideoProcessor.from_pretrained(name)

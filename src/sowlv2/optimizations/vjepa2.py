@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import UsageError
+from ..errors import ModelLoadError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class VJepa2VideoOptimizer:
             self._load()
         except ImportError as exc:
             self._mark_unavailable(f"this transformers has no V-JEPA 2 ({exc}); install transformers>=5.0")
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, ModelLoadError) as exc:
             self._mark_unavailable(f"cannot load {self._model_name!r}: {exc}")
         except (torch.OutOfMemoryError, MemoryError) as exc:
             self._mark_unavailable(f"out of memory loading {self._model_name!r} on {self._device}: {exc}")
@@ -240,6 +240,9 @@ class VJepa2VideoOptimizer:
     def _load(self) -> None:
         from transformers import AutoConfig, AutoVideoProcessor, VJEPA2ForVideoClassification, VJEPA2Model
 
+        from ..demo_models import resolve
+
+        self._model_name = resolve(self._model_name, "vjepa2")  # "demo" -> the shipped demo checkpoint
         cfg = AutoConfig.from_pretrained(self._model_name)
         if getattr(cfg, "model_type", None) != "vjepa2":
             raise ValueError(f"model_type is {getattr(cfg, 'model_type', None)!r}, not a V-JEPA 2 checkpoint")
