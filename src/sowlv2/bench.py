@@ -367,8 +367,8 @@ def forced_objects() -> Iterator[None]:
 
     Every detection of the first key frame starts a track (none is taken for a duplicate), later
     detections all match (with the pipeline config's ``match_iou=0``), no match re-prompts (the well
-    tracked case: key frames cost a detection and a decoding, not a re-prompt), and no track ends
-    (with ``max_lost`` large). Random weights would otherwise decide how many objects are tracked.
+    tracked case: key frames cost a detection and a decoding, not a re-prompt), no track is ended as
+    another's duplicate, and no track ends (with ``max_lost`` large). Random weights would otherwise decide how many objects are tracked.
     """
     from . import pipeline
     from .tracking.association import TrackManager
@@ -378,6 +378,7 @@ def forced_objects() -> Iterator[None]:
             super().__init__(*args, **kwargs)
             self.cover_new = math.inf
             self.reprompt_iou = 0.0
+            self.dup_iou = math.inf  # random weights may give two objects one mask: keep both tracks
 
     original = pipeline.TrackManager
     pipeline.TrackManager = _Forced
