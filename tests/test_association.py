@@ -187,8 +187,7 @@ def _frames(n):
 
 
 def _run(world, n, every=8, **cfg):
-    pipe = SOWLv2Pipeline(PipelineBaseData(**cfg))
-    pipe._detector, pipe._tracker = FakeDetector(world), FakeTracker(world)
+    pipe = SOWLv2Pipeline(PipelineBaseData(**cfg), detector=FakeDetector(world), tracker=FakeTracker(world))
     results = list(pipe.track(_frames(n), ["square"], selector=Cadence(every)))
     return pipe, results
 

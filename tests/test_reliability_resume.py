@@ -21,6 +21,18 @@ from sowlv2.cli import main
 
 SRC = str(Path(__file__).parents[1] / "src")
 NAMES = [f"img{k}" for k in range(1, 7)]
+# Loaded by the child interpreters (``sitecustomize``): every result takes at least this long to
+# finish, so that a signal sent as a result appears lands while the run still has inputs to do (with
+# the tiny models the last inputs could otherwise finish before the signal is handled).
+_SLOW_CLOSE = """
+import time
+from sowlv2.io import sinks
+_close = sinks.InputWriter.close
+def close(self, *args, **kwargs):
+    time.sleep(0.25)
+    return _close(self, *args, **kwargs)
+sinks.InputWriter.close = close
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +51,10 @@ def _args(six, tiny_owl, tiny_sam, out: Path) -> list[str]:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": SRC, "HF_HUB_OFFLINE": "1"}
+    hook = Path(args[args.index("--output") + 1]).parent / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(_SLOW_CLOSE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), SRC]), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "sowlv2", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 

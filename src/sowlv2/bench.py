@@ -368,7 +368,8 @@ def forced_objects() -> Iterator[None]:
     Every detection of the first key frame starts a track (none is taken for a duplicate), later
     detections all match (with the pipeline config's ``match_iou=0``), no match re-prompts (the well
     tracked case: key frames cost a detection and a decoding, not a re-prompt), no track is ended as
-    another's duplicate, and no track ends (with ``max_lost`` large). Random weights would otherwise decide how many objects are tracked.
+    another's duplicate, and no track ends (with ``max_lost`` large). Random weights would otherwise
+    decide how many objects are tracked.
     """
     from . import pipeline
     from .tracking.association import TrackManager
@@ -609,18 +610,12 @@ class Bench:
             self._vjepa = opt
         return self._vjepa
 
-    def pipeline(self, detector, **changes):
+    def pipeline(self, detector, selector=None, **changes):
         """A SOWLv2Pipeline sharing the loaded models (the bench injects them: no reload per run)."""
         from .pipeline import SOWLv2Pipeline
 
-        pipe = SOWLv2Pipeline(self.base_config(**changes))
-        pipe._detector = detector
-        pipe._device = self.device
-        if self._segmenter is not None:
-            pipe._segmenter = self._segmenter
-        if self._tracker is not None:
-            pipe._tracker = self._tracker
-        return pipe
+        return SOWLv2Pipeline(self.base_config(**changes), detector=detector, segmenter=self._segmenter,
+                              tracker=self._tracker, device=self.device, selector=selector)
 
     # ------------------------------------------------------------------ inputs
     def world(self, kind: str):
@@ -800,14 +795,15 @@ class Bench:
 
         rec = self.rec
         fake = FixedBoxesDetector(self.detector, boxes, np.arange(len(boxes)))
-        pipe = self.pipeline(fake, **changes)
-        pipe._tracker = self.tracker
+        selector = None
         if changes.get("enable_vjepa2"):
             from .keyframes import VJepa2Selector
 
-            opt = self.vjepa
-            pipe._selector = lambda: VJepa2Selector(opt, budget=pipe.config.keyframe_budget,
-                                                    strategy=pipe.config.keyframe_strategy)
+            opt, cfg = self.vjepa, self.base_config(**changes)
+            selector = lambda: VJepa2Selector(opt, budget=cfg.keyframe_budget,  # noqa: E731
+                                              strategy=cfg.keyframe_strategy)
+        self.tracker  # noqa: B018 - load (and instrument) the shared tracker before the pipeline takes it
+        pipe = self.pipeline(fake, selector=selector, **changes)
         out = self.tmp / f"run-{name}"
         rec.context = f"video:{name}"
         if self.device.type == "cuda":
@@ -966,9 +962,9 @@ class Bench:
         for frames in (s.frames, 10 * s.frames):
             folder = generate_world(self.tmp / f"gpu{frames}", seed=s.seed, frames=frames, size=s.size,
                                     videos=1, min_objects=s.objects, max_objects=s.objects, cut_prob=0.0)[0]
+            self.tracker  # noqa: B018 - load the shared tracker before the pipeline takes it
             pipe = self.pipeline(FixedBoxesDetector(self.detector, vid["boxes"], np.arange(len(vid["boxes"]))),
                                  detect_every=10)
-            pipe._tracker = self.tracker
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
             self.rec.context = f"gpu_memory:{frames}"
@@ -1090,9 +1086,10 @@ def memory_child(job: dict) -> dict:
         torch.set_num_threads(int(job["threads"]))
     config = PipelineBaseData(owl_model=job["owl"], sam_model=job["sam"], device=job["device"],
                               dtype=job["dtype"], progress=False, match_iou=0.0, max_lost=10**9, detect_every=10)
-    pipe = SOWLv2Pipeline(config)
     boxes = np.asarray(job["boxes"], np.float32)
-    pipe._detector = FixedBoxesDetector(pipe.detector, boxes, np.arange(len(boxes)))
+    loaded = SOWLv2Pipeline(config)
+    pipe = SOWLv2Pipeline(config, detector=FixedBoxesDetector(loaded.detector, boxes, np.arange(len(boxes))))
+    del loaded
     _make_present(pipe.tracker.model)
     # imports and loading; VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS at fork
     load_peak = _proc_status_mb("VmHWM") or _rss_mb()

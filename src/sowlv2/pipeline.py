@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -107,8 +108,18 @@ class SOWLv2Pipeline:
         config: all settings (``PipelineBaseData``); keyword overrides are applied on top.
         background_write: write a video's outputs on a background thread while the models process the
             next frames (the outputs are the same either way); False writes each frame before the next.
+        detector: use this detector instead of loading ``config.owl_model``; anything with
+            ``detect(image, prompts, threshold=, nms_iou=, max_objects=) -> Detections`` (see
+            ``models.owlv2.Owlv2Detector``), e.g. another open-vocabulary detector.
+        segmenter: instead of loading SAM 2 for images; ``segment(image, boxes) -> (masks, scores)``
+            (see ``models.sam2_image.Sam2ImageSegmenter``).
+        tracker: instead of loading SAM 2 for videos; the methods of ``models.sam2_video.Sam2VideoTracker``
+            (``reset``, ``track``, ``segment_boxes``, ``prompt``, ``remove``).
+        selector: a function returning a fresh key-frame selector for each video (default: from the
+            config, ``keyframes.make_selector``); see ``keyframes.CadenceSelector``.
+        device: the torch device of injected models (default: from ``config.device``).
 
-    Models are loaded on first use and kept for the pipeline's lifetime.
+    Models are loaded on first use and kept for the pipeline's lifetime; injected ones are used as given.
 
     Example:
         >>> pipe = SOWLv2Pipeline(PipelineBaseData(device="cpu"))
@@ -117,14 +128,20 @@ class SOWLv2Pipeline:
     """
 
     def __init__(self, config: PipelineBaseData | None = None, *, background_write: bool = True,
-                 **overrides) -> None:
+                 detector=None, segmenter=None, tracker=None, selector: Callable[[], Any] | None = None,
+                 device=None, **overrides) -> None:
         config = config or PipelineBaseData()
         self.config = config.replace(**overrides) if overrides else config
         self.background_write = background_write
         self._device = None
-        self._detector = None
-        self._segmenter = None
-        self._tracker = None
+        if device is not None:
+            from .models.loading import resolve_device
+
+            self._device = resolve_device(str(device))
+        self._detector = detector
+        self._segmenter = segmenter
+        self._tracker = tracker
+        self._selector_factory = selector
         self.last_run: VideoRunState | None = None
 
     # ------------------------------------------------------------------ models (lazy)
@@ -230,6 +247,8 @@ class SOWLv2Pipeline:
 
     # ------------------------------------------------------------------ videos
     def _selector(self):
+        if self._selector_factory is not None:
+            return self._selector_factory()
         from .keyframes import make_selector
 
         return make_selector(self.config)
