@@ -160,3 +160,19 @@ def test_console_script_and_module_entry_points(tmp_path, photos, tiny_owl, tiny
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads((tmp_path / "m/img2/results.json").read_text())["frames"][0]["objects"]) == 2
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_the_progress_switch_also_covers_the_model_loading_bars(tiny_owl, tiny_sam, capsys, progress):
+    from transformers.utils import logging as hf_logging
+
+    from sowlv2.data.config import PipelineBaseData
+    from sowlv2.pipeline import SOWLv2Pipeline
+
+    hf_logging.enable_progress_bar()  # as a library user has it (the CLI turns it off for itself)
+    pipe = SOWLv2Pipeline(PipelineBaseData(owl_model=str(tiny_owl), sam_model=str(tiny_sam), device="cpu",
+                                           progress=progress))
+    assert pipe.detector is not None and pipe.segmenter is not None
+    err = capsys.readouterr().err
+    assert ("Loading weights" in err) is progress  # transformers' own bar follows the caller's switch
+    assert hf_logging.is_progress_bar_enabled()  # and the global setting is restored

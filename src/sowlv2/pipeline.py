@@ -156,31 +156,37 @@ class SOWLv2Pipeline:
     @property
     def detector(self):
         if self._detector is None:
+            from .models.loading import loading_bars
             from .models.owlv2 import Owlv2Detector
 
             log.info("loading OWLv2 from %s", self.config.owl_model)
-            self._detector = Owlv2Detector.from_pretrained(self.config.owl_model, self.device, self.config.dtype)
+            with loading_bars(self.config.progress):
+                self._detector = Owlv2Detector.from_pretrained(self.config.owl_model, self.device,
+                                                               self.config.dtype)
         return self._detector
 
     @property
     def segmenter(self):
         if self._segmenter is None:
+            from .models.loading import loading_bars
             from .models.sam2_image import Sam2ImageSegmenter
 
             log.info("loading SAM 2 (image) from %s", self.config.sam_model)
-            self._segmenter = Sam2ImageSegmenter.from_pretrained(self.config.sam_model, self.device,
-                                                                 self.config.dtype)
+            with loading_bars(self.config.progress):
+                self._segmenter = Sam2ImageSegmenter.from_pretrained(self.config.sam_model, self.device,
+                                                                     self.config.dtype)
         return self._segmenter
 
     @property
     def tracker(self):
         if self._tracker is None:
-            from .models.loading import resolve_dtype
+            from .models.loading import loading_bars, resolve_dtype
             from .models.sam2_video import Sam2VideoTracker
 
             log.info("loading SAM 2 (video) from %s", self.config.sam_model)
-            self._tracker = Sam2VideoTracker.from_pretrained(
-                self.config.sam_model, device=self.device, dtype=resolve_dtype(self.config.dtype, self.device))
+            with loading_bars(self.config.progress):
+                self._tracker = Sam2VideoTracker.from_pretrained(
+                    self.config.sam_model, device=self.device, dtype=resolve_dtype(self.config.dtype, self.device))
         return self._tracker
 
     def _prompts(self, prompts) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -105,3 +106,22 @@ def load_model(model_cls, name: str, what: str, device: torch.device, dtype: tor
     """Load a transformers model with safetensors weights, in eval mode on ``device``."""
     model = load_pretrained(model_cls.from_pretrained, name, what, dtype=dtype, use_safetensors=True)
     return model.to(device).eval()
+
+
+@contextmanager
+def loading_bars(show: bool) -> Iterator[None]:
+    """While active, transformers' "Loading weights" progress bars are shown only if ``show``.
+
+    The caller's switch (``progress=False``, ``--quiet``) covers model loading too; the global
+    transformers setting is restored on exit.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if not show and was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not show and was:
+            hf_logging.enable_progress_bar()

@@ -223,8 +223,11 @@ class VJepa2VideoOptimizer:
     def _ensure_loaded(self) -> bool:
         if self._available is not None:
             return self._available
+        from ..models.loading import loading_bars
+
         try:
-            self._load()
+            with loading_bars(bool(getattr(self.config, "progress", True))):
+                self._load()
         except ImportError as exc:
             self._mark_unavailable(f"this transformers has no V-JEPA 2 ({exc}); install transformers>=5.0")
         except (OSError, ValueError, KeyError, ModelLoadError) as exc:
