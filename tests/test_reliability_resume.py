@@ -55,8 +55,11 @@ def _start(args: list[str]) -> subprocess.Popen:
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(_SLOW_CLOSE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), SRC]), "HF_HUB_OFFLINE": "1"}
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then installs
+    # no KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
     return subprocess.Popen([sys.executable, "-m", "sowlv2", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _results(out: Path) -> list[str]:
