@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sowlv2 import bench
-from sowlv2.cli import main
+from sowlv2.cli import bench_main, main
 from sowlv2.errors import UsageError
 
 EXPECTED_MEASURES = {
@@ -26,7 +26,7 @@ def quick(tmp_path_factory):
     """One quick bench run (tiny models): its report and markdown."""
     root = tmp_path_factory.mktemp("bench")
     t0 = time.perf_counter()
-    rc = bench.bench_main(["--quick", "--models", str(root / "models"), "--output", str(root / "out")])
+    rc = bench_main(["--quick", "--models", str(root / "models"), "--output", str(root / "out")])
     seconds = time.perf_counter() - t0
     assert rc == 0
     report = json.loads((root / "out/bench-cpu-float32-quick.json").read_text())

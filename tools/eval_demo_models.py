@@ -241,15 +241,15 @@ def eval_vjepa2(folder: str, seeds, frames: int = 48) -> dict:
 
 
 PIPELINE_MODES = {
-    "every": ["--no-vjepa2", "--detect-every", "1"],  # the detector on every frame
-    "cadence4": ["--no-vjepa2", "--detect-every", "4"],  # a key frame every 4th frame: a 25% budget
-    "vjepa2": [],  # V-JEPA 2 key frames at the default 25% budget (what ``sowlv2 demo`` runs)
+    "every": {"enable_vjepa2": False, "detect_every": 1},  # the detector on every frame
+    "cadence4": {"enable_vjepa2": False, "detect_every": 4},  # a key frame every 4th frame: a 25% budget
+    "vjepa2": {},  # V-JEPA 2 key frames at the default 25% budget (what ``sowlv2 demo`` runs)
 }
 
 
 def eval_pipeline(models: Path, seeds, frames: int, work: Path, threshold: float, modes) -> dict:
-    """End to end: ``sowlv2 demo`` (``sowlv2.demo.demo_main``) on each seed and mode, then the scores."""
-    from sowlv2.demo import demo_main
+    """End to end: ``sowlv2 demo`` (``sowlv2.demo.run_demo``) on each seed and mode, then the scores."""
+    from sowlv2.demo import run_demo
 
     res = {"videos": len(seeds), "frames": frames, "threshold": threshold}
     for mode in modes:
@@ -257,9 +257,8 @@ def eval_pipeline(models: Path, seeds, frames: int, work: Path, threshold: float
         t0 = time.time()
         for seed in seeds:
             out = work / mode / f"seed_{seed:03d}"
-            demo_main(["--output", str(out), "--models", str(models), "--seed", str(seed), "--frames", str(frames),
-                       "--threshold", str(threshold), "--quiet", *PIPELINE_MODES[mode]])
-            m = json.loads((out / "demo_metrics.json").read_text())
+            m, _ = run_demo(out, seed, frames, models=models, threshold=threshold, progress=False,
+                            **PIPELINE_MODES[mode])
             rows.append({k: m[k] for k in ("JF", "J", "F", "recall", "id_switches", "detector_calls", "tracks",
                                            "unmatched_tracks")}
                         | {"seed": seed, "objects": len(m["objects"]),

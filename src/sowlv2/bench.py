@@ -1055,12 +1055,14 @@ def _memory_child_run(job: dict) -> dict:
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    proc = subprocess.run([sys.executable, "-m", "sowlv2.bench", "_memory_child", json.dumps(job)],
-                          capture_output=True, text=True, env=env, timeout=3600)
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        raise SOWLv2Error(f"bench: memory runs failed: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="sowlv2-bench-") as tmp:
+        result = Path(tmp) / "memory.json"  # the child writes what it measured here
+        proc = subprocess.run([sys.executable, "-m", "sowlv2.bench", "_memory_child", json.dumps(job), str(result)],
+                              capture_output=True, text=True, env=env, timeout=3600)
+        if proc.returncode != 0 or not result.is_file():
+            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+            raise SOWLv2Error(f"bench: memory runs failed: {tail}")
+        return json.loads(result.read_text())
 
 
 def memory_child(job: dict) -> dict:
@@ -1190,18 +1192,13 @@ def markdown(report: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- entry
-def bench_main(argv: list[str]) -> int:
-    """``sowlv2 bench ...``: run the benchmark, write ``<output>/<name>.json`` and ``.md``.
+def run_bench(settings: BenchSettings) -> tuple[dict, Path, Path]:
+    """Run the benchmark and write ``<output>/<name>.json`` and ``.md``; the CLI is ``sowlv2 bench``.
 
     Returns:
-        0, or 1 when a section failed (the report is still written, with the error).
+        ``(report, json_path, markdown_path)``; ``report["errors"]`` names the sections that failed
+        (the report is written all the same).
     """
-    if argv and argv[0] == "_memory_child":
-        print(json.dumps(memory_child(json.loads(argv[1]))))
-        return 0
-    settings = parse_args(argv)
-    if not logging.getLogger("sowlv2").handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers.utils import logging as hf_logging
 
@@ -1211,14 +1208,13 @@ def bench_main(argv: list[str]) -> int:
     stem = settings.name or f"bench-{report['settings']['device'].split(':')[0]}-{settings.dtype}" + (
         "-quick" if settings.quick else "")
     jpath, mpath = write_report(report, settings.output, stem)
-    print(f"wrote {jpath} and {mpath} ({report['bench_seconds']} s)")
-    for t in report["targets"]:
-        flag = "PASS" if t["pass"] else "FAIL"
-        print(f"  {flag}{'' if t['applies'] else ' (n/a)'}: {t['name']} = {t['value']:.3f} ({t['limit']})")
-    for section, error in report["errors"].items():
-        print(f"sowlv2: error: bench: section {section} failed: {error}", file=sys.stderr)
-    return 1 if report["errors"] else 0
+    return report, jpath, mpath
 
 
-if __name__ == "__main__":
-    sys.exit(bench_main(sys.argv[1:]))
+if __name__ == "__main__":  # the memory child: python -m sowlv2.bench _memory_child JOB RESULT_PATH
+    if len(sys.argv) == 4 and sys.argv[1] == "_memory_child":
+        from .io.sinks import atomic_write_json
+
+        atomic_write_json(Path(sys.argv[3]), memory_child(json.loads(sys.argv[2])))
+    else:
+        sys.exit("usage: python -m sowlv2.bench _memory_child JOB RESULT_PATH (use `sowlv2 bench` to benchmark)")

@@ -1,4 +1,5 @@
-"""``sowlv2 world`` and ``sowlv2 eval``: the command-line layer over ``world`` and ``metrics``.
+"""``sowlv2 world``, ``sowlv2 eval`` and ``sowlv2 demo``: the command-line layer over ``world``, ``metrics``
+and ``sowlv2.demo``.
 
 The top-level ``sowlv2`` command dispatches here; it catches ``SOWLv2Error``, prints its message as one
 line and exits with ``exc.exit_code``. These functions parse, call the library, and print.
@@ -120,4 +121,39 @@ def eval_main(argv: list[str]) -> int:
             out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         except OSError as exc:
             raise InputError(f"{out}: cannot write the JSON scores ({exc.strerror or exc})") from exc
+    return 0
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sowlv2 demo",
+                description="Run SOWLv2 with the shipped demo models on a held-out synthetic video and score it.")
+    p.add_argument("--output", default="sowlv2_demo", metavar="DIR", help="output folder (default sowlv2_demo)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="held-out world seed, 0-99 (default 0); the video uses seeds (N, 0)")
+    p.add_argument("--frames", type=int, default=48, metavar="N", help="frames of the video (default 48)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    p.add_argument("--threshold", type=float, default=0.2, help="detection score threshold (default 0.2)")
+    p.add_argument("--detect-every", type=int, default=None, metavar="N",
+                   help="cadence of detector key frames (default: the pipeline's)")
+    p.add_argument("--no-vjepa2", action="store_true", help="choose key frames by cadence only")
+    p.add_argument("--models", default=None, metavar="DIR",
+                   help="folder holding owl/, sam/ and vjepa2/ checkpoints (default: the shipped demo models)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    return p
+
+
+def demo_main(argv: list[str]) -> int:
+    """``sowlv2 demo``: :func:`sowlv2.demo.run_demo`, then the score table and where the outputs are."""
+    from ..demo import run_demo
+
+    args = demo_parser().parse_args(argv)
+    metrics, result = run_demo(args.output, args.seed, args.frames, models=args.models, device=args.device,
+                               threshold=args.threshold, detect_every=args.detect_every,
+                               enable_vjepa2=not args.no_vjepa2, progress=not args.quiet)
+    print(format_table(result))
+    overlay = Path(metrics["results"]) / "video" / "overlay.mp4"
+    if overlay.is_file():
+        print(f"overlay video: {overlay}")
+    print(f"{result.detector_calls} detector calls for {args.frames} frames, {metrics['seconds']:.1f} s")
+    print(f"metrics: {Path(args.output) / 'demo_metrics.json'}")
     return 0
