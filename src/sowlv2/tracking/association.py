@@ -62,13 +62,7 @@ class Association:
 
 def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU between every mask of ``a`` (n, H, W) bool and ``b`` (m, H, W) bool -> (n, m) float."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    fa = a.reshape(len(a), -1).astype(np.float32)
-    fb = b.reshape(len(b), -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
+    return _overlaps(a, b)[0]
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,9 +117,10 @@ class TrackManager:
         tmasks = (np.stack([track_masks[i] for i in ids]) if ids
                   else np.zeros((0, *det_masks.shape[1:]), bool))
         iou, inside = _overlaps(tmasks, det_masks)
-        same = np.array([[self.tracks[t].label == lab for lab in detections.labels] for t in ids], bool)
+        same = np.array([[self.tracks[t].label == lab for lab in detections.labels] for t in ids],
+                        bool).reshape(iou.shape)
         # a same-label part/whole pair is a match, ranked below any pair that already matches by IoU
-        contained = same.reshape(iou.shape) & (inside >= self.contain) & (iou < self.match_iou)
+        contained = same & (inside >= self.contain) & (iou < self.match_iou)
         gain = np.where(contained, self.match_iou * inside, iou)
         matched_dets: set[int] = set()
         if gain.size:
@@ -191,8 +186,8 @@ class TrackManager:
             return []
         h, w = masks[ids[0]].shape
         step = max(1, -(-max(h, w) // max_side))
-        iou = mask_iou_matrix(np.stack([masks[i][::step, ::step] for i in ids]), np.stack(
-            [masks[i][::step, ::step] for i in ids]))
+        small = np.stack([masks[i][::step, ::step] for i in ids])
+        iou = mask_iou_matrix(small, small)
         kept: list[int] = []  # indices into ids, oldest id first
         dropped: list[int] = []
         for k in range(len(ids)):
