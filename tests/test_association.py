@@ -151,7 +151,7 @@ class FakeTracker:
         gt = self.world.masks(self.t)
         return {oid: TM(gt.get(k, np.zeros((H, W), bool))) for oid, k in self.bound.items()}
 
-    def segment_boxes(self, boxes, frame):
+    def masks_for_boxes(self, boxes, frame):
         return np.stack([self.world.masks(self.t)[self._gt_for(b)] for b in boxes])
 
     def prompt(self, boxes, frame):

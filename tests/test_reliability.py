@@ -142,15 +142,15 @@ ERROR_ROWS = [
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--fps", "0"], 2, "fps: must be a positive number", None,
                  id="fps-zero"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--owl-model", "{m}/no_such_model"], 1,
-                 "owl_model: model folder not found: {m}/no_such_model", None, id="model-folder-missing"),
+                 "detector: model folder not found: {m}/no_such_model", None, id="model-folder-missing"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--sam-model", "{m}/no_such_model"], 1,
-                 "sam_model: model folder not found", None, id="sam-folder-missing"),
+                 "tracker: model folder not found", None, id="sam-folder-missing"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--owl-model", "{m}/no_config"], 1,
-                 "owl_model: {m}/no_config is not a model folder (no config.json)", None, id="model-no-config"),
+                 "detector: {m}/no_config is not a model folder (no config.json)", None, id="model-no-config"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--owl-model", "{m}/no_weights"], 1,
-                 "owl_model: {m}/no_weights holds no safetensors weights", None, id="model-no-weights"),
+                 "detector: {m}/no_weights holds no safetensors weights", None, id="model-no-weights"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--owl-model", "{m}/no_processor"], 1,
-                 "owl_model: cannot load '{m}/no_processor' (the folder lacks files", None, id="model-no-processor"),
+                 "detector: cannot load '{m}/no_processor' (the folder lacks files", None, id="model-no-processor"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--config", "{m}/unknown.yaml"], 2,
                  "{m}/unknown.yaml: unknown key 'treshold' (did you mean 'threshold'?)", None, id="yaml-unknown-key"),
     pytest.param(["-i", "{m}/good.png", "-p", "cat", "--config", "{m}/bad.yaml"], 2,
@@ -382,8 +382,8 @@ def test_huge_image_detector_sees_a_bounded_copy_and_masks_are_full_size(tmp_pat
     from sowlv2.models.owlv2 import Owlv2Detector
 
     seen = []
-    original = Owlv2Detector.detect
-    monkeypatch.setattr(Owlv2Detector, "detect", lambda self, image, *a, **k: seen.append(image.shape) or
+    original = Owlv2Detector._detect  # the model part, after the adapter shrank the image
+    monkeypatch.setattr(Owlv2Detector, "_detect", lambda self, image, *a, **k: seen.append(image.shape) or
                         original(self, image, *a, **k))
     src = tmp_path / "huge.png"
     Image.fromarray(_noise(250, 400)).resize((4000, 2500), Image.Resampling.NEAREST).save(src, compress_level=1)
@@ -400,31 +400,31 @@ def test_huge_image_detector_sees_a_bounded_copy_and_masks_are_full_size(tmp_pat
 
 
 def test_detector_boxes_are_scaled_back_from_the_shrunk_copy():
-    from sowlv2.pipeline import SOWLv2Pipeline
+    """The input-size rule every detector adapter applies (models.sizing): the model sees at most
+    2 x its input side, boxes come back in the full image's pixels."""
+    from sowlv2.models.sizing import detect_shrunk, processor_side
     from sowlv2.types import Detections
 
     class Processor:
         class image_processor:  # noqa: N801 - mimics transformers' attribute
             size = {"height": 100, "width": 100}
 
-    class Fake:
+    seen = []
+
+    def detect(image):
         """Finds one box covering the left half, top third of whatever image it gets."""
+        h, w = image.shape[:2]
+        seen.append(image.shape)
+        return Detections(boxes=np.array([[0, 0, w / 2, h / 3]], np.float32), scores=np.ones(1, np.float32),
+                          class_ids=np.zeros(1, np.int64), labels=("x",))
 
-        processor = Processor()
-
-        def detect(self, image, prompts, **kw):
-            h, w = image.shape[:2]
-            self.shape = image.shape
-            return Detections(boxes=np.array([[0, 0, w / 2, h / 3]], np.float32), scores=np.ones(1, np.float32),
-                              class_ids=np.zeros(1, np.int64), labels=("x",))
-
-    pipe = SOWLv2Pipeline(device="cpu")
-    pipe._detector = Fake()
-    dets = pipe.detect(np.zeros((900, 1500, 3), np.uint8), ["x"])
-    assert pipe._detector.shape == (120, 200, 3)
+    side = processor_side(Processor())
+    assert side == 100
+    dets = detect_shrunk(detect, np.zeros((900, 1500, 3), np.uint8), side)
+    assert seen[-1] == (120, 200, 3)
     np.testing.assert_allclose(dets.boxes[0], [0, 0, 750, 300], atol=1.0)
-    small = pipe.detect(np.zeros((150, 180, 3), np.uint8), ["x"])  # under 2 x 100: untouched
-    assert pipe._detector.shape == (150, 180, 3) and small.boxes[0, 2] == 90
+    small = detect_shrunk(detect, np.zeros((150, 180, 3), np.uint8), side)  # under 2 x 100: untouched
+    assert seen[-1] == (150, 180, 3) and small.boxes[0, 2] == 90
 
 
 def _vfr_video(path: Path, pts_ms: list[int]) -> Path:

@@ -250,11 +250,11 @@ def test_segment_boxes_matches_an_initial_prompt_and_reuses_the_encoding(sam_fol
     frame = next(_frames(1))
     tracker.reset()
     assert tracker.track(frame) == {}
-    masks = tracker.segment_boxes(np.stack([BOX_A, BOX_B]), frame)
+    masks = tracker.masks_for_boxes(np.stack([BOX_A, BOX_B]), frame)
     assert masks.shape == (2, H, W) and masks.dtype == bool
     assert tracker.object_ids == []  # nothing was added
     prompted = tracker.prompt({1: BOX_A, 2: BOX_B}, frame)
     np.testing.assert_array_equal(masks[0], prompted[1].mask)
     np.testing.assert_array_equal(masks[1], prompted[2].mask)
     assert len(calls) == 1
-    assert tracker.segment_boxes(np.zeros((0, 4)), frame).shape == (0, H, W)
+    assert tracker.masks_for_boxes(np.zeros((0, 4)), frame).shape == (0, H, W)

@@ -79,7 +79,7 @@ class FakeTracker:
         gt = _gt(self.t)
         return {oid: TM(gt[k]) for oid, k in self.bound.items() if k in gt}
 
-    def segment_boxes(self, boxes, frame):
+    def masks_for_boxes(self, boxes, frame):
         return np.stack([_gt(self.t)[self._which(b)] for b in boxes])
 
     def prompt(self, boxes, frame):

@@ -588,7 +588,7 @@ class Bench:
             state = lambda *a, **k: {"objects": len(tr.session.obj_ids), "t": tr._t + 1}  # noqa: E731
             self.rec.wrap(tr, "track", "sam2.track_step", family="step", tags=state)
             self.rec.wrap(tr, "prompt", "sam2.prompt", family="step", tags=state)
-            self.rec.wrap(tr, "segment_boxes", "sam2.segment_boxes", family="step",
+            self.rec.wrap(tr, "masks_for_boxes", "sam2.segment_boxes", family="step",
                           tags=lambda boxes, frame: {"boxes": len(boxes)})
             self._tracker = tr
         return self._tracker

@@ -60,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
 
     m = p.add_argument_group("models")
-    m.add_argument("--owl-model", help="OWLv2 hub id or local folder (default google/owlv2-base-patch16-ensemble)")
-    m.add_argument("--sam-model", help="SAM 2 hub id or local folder (default facebook/sam2.1-hiera-small)")
+    m.add_argument("--detector", metavar="MODEL", help="detector checkpoint: hub id, local folder or 'demo'; its "
+                   "model_type picks the adapter (default google/owlv2-base-patch16-ensemble)")
+    m.add_argument("--tracker", metavar="MODEL", help="tracker / segmenter checkpoint: hub id, local folder or "
+                   "'demo' (default facebook/sam2.1-hiera-small)")
+    m.add_argument("--owl-model", help="the seed's name of --detector")
+    m.add_argument("--sam-model", help="the seed's name of --tracker")
     m.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     m.add_argument("--dtype", help="float32 (default), bfloat16, float16")
 
@@ -93,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(ns: argparse.Namespace):
     """Merge defaults < YAML < flags given on the command line into a PipelineBaseData."""
-    from .data.config import PipelineBaseData, load_yaml
+    from .data.config import ALIASES, PipelineBaseData, load_yaml
 
     given = {k: v for k, v in vars(ns).items() if k not in ("config_file", "verbose", "quiet")}
     data: dict = {}
@@ -102,6 +106,10 @@ def config_from_args(ns: argparse.Namespace):
         source = ns.config_file
     else:
         source = "config"
+    for alias, key in ALIASES.items():  # a flag replaces the YAML's value under either spelling
+        if alias in given or key in given:
+            data.pop(alias, None)
+            data.pop(key, None)
     data.update(given)
     if getattr(ns, "quiet", False):
         data["progress"] = False

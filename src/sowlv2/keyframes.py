@@ -20,51 +20,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import UsageError
 from .optimizations.vjepa2 import VJepa2VideoOptimizer, create_vjepa2_optimizer, novelty_scores
+from .stages import KeyframeDecision, KeyframeSelector
 from .types import Frame
 
 log = logging.getLogger(__name__)
 
 SELECTOR_STRATEGIES = ("novelty", "variance", "uniform")
-
-
-@dataclass(frozen=True)
-class KeyframeDecision:
-    """Whether the detector runs on a frame.
-
-    Attributes:
-        is_key: run the detector on this frame.
-        score: the frame's change score in [0, 1] (novelty, or variance change, with respect to the
-            last key frame before it; 1.0 for frame 0), or ``None`` when no model scored it
-            (cadence and uniform schedules, fallback).
-    """
-
-    is_key: bool
-    score: float | None = None
-
-
-@runtime_checkable
-class KeyframeSelector(Protocol):
-    """Streams frames through, deciding for each whether it is a key frame.
-
-    Attributes:
-        seconds: wall time spent selecting (encoding and deciding) during the last ``select`` run,
-            not counting the time the caller or the frame source spend between frames.
-    """
-
-    seconds: float
-
-    def select(self, frames: Iterable[Frame]) -> Iterator[tuple[Frame, KeyframeDecision]]:
-        """Yield every frame once, in order, with its decision."""
-        ...
 
 
 class CadenceSelector:

@@ -114,7 +114,7 @@ class SOWLv2Pipeline:
         segmenter: instead of loading SAM 2 for images; ``segment(image, boxes) -> (masks, scores)``
             (see ``models.sam2_image.Sam2ImageSegmenter``).
         tracker: instead of loading SAM 2 for videos; the methods of ``models.sam2_video.Sam2VideoTracker``
-            (``reset``, ``track``, ``segment_boxes``, ``prompt``, ``remove``).
+            (``sowlv2.stages.VideoTracker``).
         selector: a function returning a fresh key-frame selector for each video (default: from the
             config, ``keyframes.make_selector``); see ``keyframes.CadenceSelector``.
         device: the torch device of injected models (default: from ``config.device``).
@@ -153,40 +153,33 @@ class SOWLv2Pipeline:
             self._device = resolve_device(self.config.device)
         return self._device
 
+    def _load(self, role: str, name: str):
+        from .models import registry
+        from .models.loading import loading_bars
+
+        log.info("loading the %s %s", role, name)
+        with loading_bars(self.config.progress):
+            return registry.load(role, name, self.device, self.config.dtype)
+
     @property
     def detector(self):
+        """The detector (``sowlv2.stages.Detector``), loaded from ``config.detector`` on first use."""
         if self._detector is None:
-            from .models.loading import loading_bars
-            from .models.owlv2 import Owlv2Detector
-
-            log.info("loading OWLv2 from %s", self.config.owl_model)
-            with loading_bars(self.config.progress):
-                self._detector = Owlv2Detector.from_pretrained(self.config.owl_model, self.device,
-                                                               self.config.dtype)
+            self._detector = self._load("detector", self.config.detector)
         return self._detector
 
     @property
     def segmenter(self):
+        """The image segmenter (``sowlv2.stages.ImageSegmenter``) of ``config.tracker``."""
         if self._segmenter is None:
-            from .models.loading import loading_bars
-            from .models.sam2_image import Sam2ImageSegmenter
-
-            log.info("loading SAM 2 (image) from %s", self.config.sam_model)
-            with loading_bars(self.config.progress):
-                self._segmenter = Sam2ImageSegmenter.from_pretrained(self.config.sam_model, self.device,
-                                                                     self.config.dtype)
+            self._segmenter = self._load("segmenter", self.config.tracker)
         return self._segmenter
 
     @property
     def tracker(self):
+        """The video tracker (``sowlv2.stages.VideoTracker``) of ``config.tracker``."""
         if self._tracker is None:
-            from .models.loading import loading_bars, resolve_dtype
-            from .models.sam2_video import Sam2VideoTracker
-
-            log.info("loading SAM 2 (video) from %s", self.config.sam_model)
-            with loading_bars(self.config.progress):
-                self._tracker = Sam2VideoTracker.from_pretrained(
-                    self.config.sam_model, device=self.device, dtype=resolve_dtype(self.config.dtype, self.device))
+            self._tracker = self._load("tracker", self.config.tracker)
         return self._tracker
 
     def _prompts(self, prompts) -> list[str]:
@@ -203,25 +196,11 @@ class SOWLv2Pipeline:
         return prompts
 
     def detect(self, image: np.ndarray, prompts: list[str]) -> Detections:
-        """Run the detector on an (H, W, 3) uint8 RGB image; boxes in the image's pixels.
-
-        An image much larger than the detector's input (OWLv2: a 960 px square) is first shrunk with
-        Pillow to twice that side: the detector's own preprocessing (pad to a square, Gaussian
-        anti-aliasing, resize) costs far more than linear time on a 24-megapixel photo, and the
-        detector sees the same 960 px either way. Boxes are scaled back to the full image.
-        """
+        """Run the detector on an (H, W, 3) uint8 RGB image; boxes in the image's pixels (the
+        detector adapter shrinks huge images by its own input size, see ``models.sizing``)."""
         c = self.config
-        small, scale = _shrink_for(image, _detector_side(self.detector))
-        dets = self.detector.detect(small, prompts, threshold=c.threshold, nms_iou=c.nms_iou,
+        return self.detector.detect(image, prompts, threshold=c.threshold, nms_iou=c.nms_iou,
                                     max_objects=c.max_objects)
-        if scale == 1.0 or len(dets) == 0:
-            return dets
-        h, w = image.shape[:2]
-        boxes = dets.boxes * np.float32(scale)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        return Detections(boxes=boxes.astype(np.float32), scores=dets.scores, class_ids=dets.class_ids,
-                          labels=dets.labels)
 
     # ------------------------------------------------------------------ images
     def process_image(self, image, prompts=None) -> FrameResult:
@@ -297,7 +276,7 @@ class SOWLv2Pipeline:
                 state.detector_calls += 1
                 t2 = time.perf_counter()
                 state.seconds["detect"] += t2 - t1
-                det_masks = (tracker.segment_boxes(dets.boxes, frame) if len(dets)
+                det_masks = (tracker.masks_for_boxes(dets.boxes, frame) if len(dets)
                              else np.zeros((0, *frame.size), bool))
                 assoc = manager.associate(frame.index, tracked, dets, det_masks)
                 boxes = {tid: dets.boxes[c] for tid, c in [*assoc.new, *assoc.reprompt]}
@@ -343,7 +322,8 @@ class SOWLv2Pipeline:
             raise SOWLv2Error(report.error or f"{video_path}: failed")
         return Path(report.output)
 
-    def _write_video(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+    def _write_video(self, item: InputItem, prompts: list[str], out_root: Path,
+                     on_frame: Callable[[int, int | None], None] | None = None) -> InputReport:
         fps = video_fps(item, self.config.fps)
         total = None
         if item.kind == "video":
@@ -362,6 +342,8 @@ class SOWLv2Pipeline:
                                          queue_size=WRITE_QUEUE_FRAMES)
                 writer.write(result, frame.image)  # with background_write: queued; raises a worker error
                 bar.update(1)
+                if on_frame is not None:
+                    on_frame(self.last_run.frames, total)
                 bar.set_postfix(objects=len(result), refresh=False)
             state = self.last_run
             out = writer.close(state.keyframes, state.keyframe_scores, state.tracks, state.stats())
@@ -376,7 +358,8 @@ class SOWLv2Pipeline:
         return InputReport(item.name, str(item.path), item.kind, "done", objects=len(state.tracks),
                            frames=state.frames, output=str(out))
 
-    def _write_image(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+    def _write_image(self, item: InputItem, prompts: list[str], out_root: Path,
+                     on_frame: Callable[[int, int | None], None] | None = None) -> InputReport:
         seconds = dict.fromkeys(STAGES, 0.0)
         t0 = time.perf_counter()
         arr = read_image(item.path)
@@ -396,17 +379,39 @@ class SOWLv2Pipeline:
         except BaseException:
             writer.abort()
             raise
+        if on_frame is not None:
+            on_frame(1, 1)
         return InputReport(item.name, str(item.path), "image", "done", objects=len(result), frames=1,
                            output=str(out))
 
-    def _run_item(self, item: InputItem, prompts: list[str], out_root: Path) -> InputReport:
+    def process_input(self, item: InputItem, prompts: list[str], out_root: Path,
+                      on_frame: Callable[[int, int | None], None] | None = None) -> InputReport:
+        """Process one input into ``out_root/<item.name>/`` (written atomically); the per-input
+        function every engine calls (the local runner, Ray workers, the web UI).
+
+        Args:
+            item: the input (``io.inputs.discover_inputs`` makes them).
+            prompts: the text prompts.
+            out_root: the run's output folder.
+            on_frame: called after each frame is handed to the writers as ``on_frame(done, total)``
+                (``total`` None when unknown), e.g. for a progress display.
+
+        Returns:
+            The InputReport (status ``done``).
+
+        Raises:
+            InputError: the input cannot be read; UsageError / ModelLoadError: the run cannot go on.
+            Nothing half-written is left in either case.
+        """
         t0 = time.perf_counter()
         if item.is_video:
-            report = self._write_video(item, prompts, out_root)
+            report = self._write_video(item, prompts, Path(out_root), on_frame)
         else:
-            report = self._write_image(item, prompts, out_root)
+            report = self._write_image(item, prompts, Path(out_root), on_frame)
         report.seconds = round(time.perf_counter() - t0, 3)
         return report
+
+    _run_item = process_input  # the name before the engines
 
     # ------------------------------------------------------------------ whole runs
     def process(self, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
@@ -496,33 +501,6 @@ def _error_text(item: InputItem, exc: BaseException) -> str:
         return str(exc)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{item.path}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)"
-
-
-def _detector_side(detector) -> int | None:
-    """Side of the detector's square input (OWLv2's processor ``size``), or None if it has none."""
-    size = getattr(getattr(getattr(detector, "processor", None), "image_processor", None), "size", None)
-    if size is None:
-        return None
-    side = size.get("height") if hasattr(size, "get") else getattr(size, "height", None)
-    return int(side) if side else None
-
-
-def _shrink_for(image: np.ndarray, side: int | None) -> tuple[np.ndarray, float]:
-    """Shrink (H, W, 3) uint8 RGB so that its longer side is at most ``2 * side`` (aspect kept).
-
-    Returns:
-        (image, scale): the possibly smaller image and the factor from its pixels back to the
-        original's (1.0 when unchanged). The factor is exact for boxes that the detector maps from its
-        padded square: both sides scale by longer-side ratio.
-    """
-    h, w = image.shape[:2]
-    if not side or max(h, w) <= 2 * side:
-        return image, 1.0
-    limit = 2 * side
-    ratio = limit / max(h, w)
-    new_w, new_h = (limit, max(1, round(h * ratio))) if w >= h else (max(1, round(w * ratio)), limit)
-    small = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.array(small), max(h, w) / limit  # a writable copy (torch.from_numpy warns on read-only)
 
 
 def _progress(total: int | None, name: str, enabled: bool):

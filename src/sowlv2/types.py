@@ -91,6 +91,19 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class TrackedMask:
+    """One object's segmentation on one frame.
+
+    Attributes:
+        mask: (H, W) bool at the frame's original resolution (mask logits > 0).
+        score: probability in [0, 1] that the object is present (sigmoid of SAM 2's object score logit).
+    """
+
+    mask: np.ndarray
+    score: float
+
+
+@dataclass(frozen=True)
 class FrameResult:
     """Segmented objects of one processed frame.
 

@@ -21,6 +21,7 @@ KEYFRAME_STRATEGIES = ("novelty", "variance", "uniform")
 DEFAULT_OWL_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_SAM_MODEL = "facebook/sam2.1-hiera-small"
 DEFAULT_VJEPA2_MODEL = "facebook/vjepa2-vitl-fpc16-256-ssv2"
+ALIASES = {"detector": "owl_model", "tracker": "sam_model"}  # generic key -> the stored (seed) key
 
 
 @dataclass
@@ -36,7 +37,8 @@ class PipelineBaseData:
     input: str | None = None
     prompt: list[str] = field(default_factory=list)
     output: str = "output"
-    # Models: a Hugging Face hub id or a local folder.
+    # Models: a Hugging Face hub id or a local folder; the checkpoint's model_type picks the adapter
+    # (sowlv2.models.registry). ``detector`` / ``tracker`` are the generic names of these two keys.
     owl_model: str = DEFAULT_OWL_MODEL
     sam_model: str = DEFAULT_SAM_MODEL
     device: str = "auto"
@@ -105,13 +107,32 @@ class PipelineBaseData:
             raise UsageError("overwrite and resume exclude each other: choose one")
 
     # ------------------------------------------------------------------ construction
+    @property
+    def detector(self) -> str:
+        """The detector checkpoint (``--detector``, alias of the seed's ``--owl-model``)."""
+        return self.owl_model
+
+    @property
+    def tracker(self) -> str:
+        """The tracker checkpoint (``--tracker``, alias of the seed's ``--sam-model``)."""
+        return self.sam_model
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> PipelineBaseData:
-        """Build from a mapping whose keys are flag names (``-`` or ``_``); unknown keys are errors."""
+        """Build from a mapping whose keys are flag names (``-`` or ``_``); unknown keys are errors.
+
+        ``detector`` and ``tracker`` are accepted for ``owl_model`` and ``sam_model``; giving both
+        spellings of one setting is an error.
+        """
         known = {f.name for f in fields(cls)}
         values = {}
         for key, value in data.items():
             name = str(key).replace("-", "_")
+            if name in ALIASES:
+                canonical = ALIASES[name]
+                if any(str(k).replace("-", "_") == canonical for k in data):
+                    raise UsageError(f"{source}: {name} and {canonical} name the same setting; give one")
+                name = canonical
             if name not in known:
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -74,7 +74,8 @@ def load_pretrained(loader: Callable[..., T], name: str, what: str, **kwargs) ->
     """
     from ..demo_models import resolve
 
-    kind = {"owl_model": "owl", "sam_model": "sam", "vjepa2_model": "vjepa2"}.get(what)
+    kind = {"owl_model": "owl", "sam_model": "sam", "detector": "owl", "tracker": "sam",
+            "vjepa2_model": "vjepa2"}.get(what)
     if kind is not None:
         name = resolve(name, kind)  # "demo" -> the shipped demo checkpoint
     path = Path(name).expanduser()
@@ -125,3 +126,59 @@ def loading_bars(show: bool) -> Iterator[None]:
     finally:
         if not show and was:
             hf_logging.enable_progress_bar()
+
+
+_HUB_REACHABLE: dict[str, bool] = {}
+
+
+def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """Whether the Hugging Face hub endpoint answers a TCP connection within ``timeout`` seconds.
+
+    Without this check a machine with no network waits for the hub client's retries (minutes)
+    before the first run fails; with it, such a run fails within seconds with one line.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    if host not in _HUB_REACHABLE:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                _HUB_REACHABLE[host] = True
+        except OSError:
+            _HUB_REACHABLE[host] = False
+    return _HUB_REACHABLE[host], host
+
+
+def hub_file(name: str, filename: str, what: str) -> str:
+    """Path of ``filename`` of hub repository ``name``: from the local cache, else downloaded.
+
+    Raises:
+        ModelLoadError: not cached and offline (``HF_HUB_OFFLINE=1``) or the hub cannot be reached
+            (fails within seconds, saying how to use a local folder or the offline cache), or the hub
+            has no such repository or file.
+    """
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(name, filename, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not in the cache (or a malformed id: asked of the hub below)
+        pass
+    local_hint = ("download it once with network access (it is then cached), or pass a local folder "
+                  "holding config.json and the weights (save_pretrained)")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelLoadError(f"{what}: {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                             f"{local_hint}")
+    reachable, host = _hub_reachable()
+    if not reachable:
+        raise ModelLoadError(f"{what}: could not download {name!r}: the Hugging Face hub ({host}) cannot be "
+                             f"reached and the model is not in the local cache; {local_hint}, then set "
+                             "HF_HUB_OFFLINE=1 to use only the cache")
+    try:
+        return hf_hub_download(name, filename)
+    except Exception as exc:  # noqa: BLE001 - every hub failure becomes one line for the user
+        first = _first_sentence(str(exc)) or type(exc).__name__
+        raise ModelLoadError(f"{what}: cannot load {name!r} from the Hugging Face hub: {first}") from exc

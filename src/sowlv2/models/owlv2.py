@@ -15,6 +15,7 @@ from torchvision.ops import batched_nms
 
 from ..types import Detections
 from .loading import load_model, load_pretrained, resolve_dtype
+from .sizing import detect_shrunk, processor_side
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ class Owlv2Detector:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
         torch_dtype = resolve_dtype(dtype, device)
-        processor = load_pretrained(Owlv2Processor.from_pretrained, name, "owl_model")
-        model = load_model(Owlv2ForObjectDetection, name, "owl_model", device, torch_dtype)
+        processor = load_pretrained(Owlv2Processor.from_pretrained, name, "detector")
+        model = load_model(Owlv2ForObjectDetection, name, "detector", device, torch_dtype)
         return cls(model, processor, device, torch_dtype)
 
     # ------------------------------------------------------------------ text
@@ -90,9 +91,17 @@ class Owlv2Detector:
         boxes = self.model.box_predictor(image_feats, feature_map)
         return logits, boxes
 
+    @property
+    def input_side(self) -> int | None:
+        """Side of the model's square input (the processor's ``size``)."""
+        return processor_side(self.processor)
+
     def detect(self, image: np.ndarray, prompts: list[str] | tuple[str, ...], threshold: float = 0.1,
                nms_iou: float = 0.5, max_objects: int | None = None) -> Detections:
         """Detect every prompt in one image.
+
+        An image larger than twice the model's input side is shrunk first (``models.sizing``); boxes
+        are in the original image's pixels either way.
 
         Args:
             image: (H, W, 3) uint8 RGB.
@@ -104,6 +113,11 @@ class Owlv2Detector:
         Returns:
             Detections sorted by score (highest first), boxes in original pixels, clipped to the image.
         """
+        return detect_shrunk(lambda img: self._detect(img, prompts, threshold, nms_iou, max_objects), image,
+                             self.input_side)
+
+    def _detect(self, image: np.ndarray, prompts, threshold: float, nms_iou: float,
+                max_objects: int | None) -> Detections:
         self.set_prompts(prompts)
         h, w = image.shape[:2]
         logits, boxes = self.forward(self.preprocess(image))

@@ -34,14 +34,14 @@ class Sam2ImageSegmenter:
         from transformers.utils import logging as hf_logging
 
         torch_dtype = resolve_dtype(dtype, device)
-        processor = load_pretrained(Sam2Processor.from_pretrained, name, "sam_model")
+        processor = load_pretrained(Sam2Processor.from_pretrained, name, "tracker")
         # The hub's sam2.1 checkpoints are Sam2VideoModel checkpoints; Sam2Model loads them and warns.
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = load_model(Sam2Model, name, "sam_model", device, torch_dtype)
+                model = load_model(Sam2Model, name, "tracker", device, torch_dtype)
         finally:
             hf_logging.set_verbosity(verbosity)
         return cls(model, processor, device, torch_dtype)

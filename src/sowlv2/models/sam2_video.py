@@ -55,31 +55,17 @@ that a re-run of frame ``t`` would still find what it reads.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sowlv2.errors import ModelLoadError
-from sowlv2.types import Frame
+from sowlv2.types import Frame, TrackedMask
 
 logger = logging.getLogger(__name__)
 
 _KEEP_OLD_KEYS = ("object_pointer", "object_score_logits")  # what an output outside the memory window keeps
-
-
-@dataclass(frozen=True)
-class TrackedMask:
-    """One object's segmentation on one frame.
-
-    Attributes:
-        mask: (H, W) bool at the frame's original resolution (mask logits > 0).
-        score: probability in [0, 1] that the object is present (sigmoid of SAM 2's object score logit).
-    """
-
-    mask: np.ndarray
-    score: float
 
 
 class Sam2VideoTracker:
@@ -144,6 +130,14 @@ class Sam2VideoTracker:
         model.to(torch.device(device)).eval().requires_grad_(False)
         logger.info("loaded SAM 2 video model %s on %s (%s)", name, device, dtype)
         return cls(model, processor, device=device, dtype=dtype, max_cond_frames=max_cond_frames)
+
+    @classmethod
+    def load(cls, name: str, device, dtype: str = "float32") -> Sam2VideoTracker:
+        """The registry's loader (``sowlv2.models.registry``): a dtype name, the device's dtype rule."""
+        from .loading import resolve_dtype
+
+        device = torch.device(device)
+        return cls.from_pretrained(name, device=str(device), dtype=resolve_dtype(dtype, device))
 
     # ------------------------------------------------------------------ public API
 
@@ -231,7 +225,7 @@ class Sam2VideoTracker:
         return self._to_masks(out, ids)
 
     @torch.inference_mode()
-    def segment_boxes(self, boxes: np.ndarray, frame: Frame) -> np.ndarray:
+    def masks_for_boxes(self, boxes: np.ndarray, frame: Frame) -> np.ndarray:
         """Decode boxes into masks on the current frame without adding objects or touching memory.
 
         Used on key frames to compare detections with tracked masks. The frame's cached image
@@ -266,6 +260,8 @@ class Sam2VideoTracker:
         logits = out.pred_masks.float().reshape(n, 1, *out.pred_masks.shape[-2:])
         masks = self.processor.post_process_masks([logits], [[h, w]], binarize=True)[0]
         return masks[:, 0].cpu().numpy()
+
+    segment_boxes = masks_for_boxes  # the name before the stage protocols (sowlv2.stages.VideoTracker)
 
     def remove(self, obj_ids) -> None:
         """Stop tracking ``obj_ids`` and free their state (unknown ids are ignored)."""
