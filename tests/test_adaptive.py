@@ -451,3 +451,23 @@ def test_end_to_end_adaptive_run_with_the_tiny_models(tmp_path, tiny_owl, tiny_s
             assert {o["id"] for o in f["objects"]} <= before | after
     written = {p.name for p in Path(tmp_path / "o/cut/binary/frames").glob("*.png")}
     assert len(written) == sum(len(f["objects"]) for f in frames)
+
+
+def test_the_seed_api_does_not_import_the_pipeline_at_import_time():
+    import subprocess
+    import sys
+
+    code = ("import sys, sowlv2.optimizations as o; assert 'sowlv2.pipeline' not in sys.modules; "
+            "from sowlv2.optimizations import OptimizedSOWLv2Pipeline; assert 'sowlv2.pipeline' in sys.modules; "
+            "from sowlv2.pipeline import SOWLv2Pipeline; assert issubclass(OptimizedSOWLv2Pipeline, SOWLv2Pipeline)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_registry_loads_the_encoder_by_its_model_type(tiny_vjepa, tmp_path):
+    from sowlv2.errors import ModelLoadError
+    from sowlv2.models import registry
+
+    enc = registry.load("encoder", str(tiny_vjepa), torch.device("cpu"))
+    assert enc.is_available and enc.model is not None
+    with pytest.raises(ModelLoadError, match="vjepa2"):
+        registry.load("encoder", str(tmp_path / "missing"), torch.device("cpu"))
