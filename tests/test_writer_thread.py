@@ -7,11 +7,11 @@ import errno
 import json
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeDetector, FakeTracker, World
 from PIL import Image
 
 from sowlv2 import pipeline as pipeline_module
@@ -20,7 +20,7 @@ from sowlv2.data.config import PipelineBaseData
 from sowlv2.io import sinks
 from sowlv2.io.sinks import InputWriter
 from sowlv2.pipeline import SOWLv2Pipeline
-from sowlv2.types import Detections, FrameResult, mask_to_box, masks_to_boxes
+from sowlv2.types import FrameResult, masks_to_boxes
 
 H, W = 40, 57  # odd width: the H.264 writers pad
 N = 12
@@ -44,52 +44,7 @@ def _image(t: int) -> np.ndarray:
     return img
 
 
-class FakeDetector:
-    def detect(self, image, prompts, **kw):
-        gt = _gt(int(image[0, 0, 0]))
-        labels = tuple(gt)
-        if not labels:
-            return Detections.empty()
-        return Detections(boxes=np.stack([mask_to_box(m) for m in gt.values()]),
-                          scores=np.linspace(0.9, 0.8, len(labels)).astype(np.float32),
-                          class_ids=np.array([prompts.index(lab) for lab in labels], np.int64), labels=labels)
-
-
-@dataclass
-class TM:
-    mask: np.ndarray
-
-
-class FakeTracker:
-    """A perfect tracker: each prompted id follows the ground-truth object its box came from."""
-
-    def __init__(self):
-        self.bound: dict[int, str] = {}
-        self.t = 0
-        self.frames = 0  # frames the producer has asked for (counts the pipeline's progress)
-
-    def reset(self):
-        self.bound.clear()
-
-    def _which(self, box) -> str:
-        return min(_gt(self.t).items(), key=lambda kv: np.abs(mask_to_box(kv[1]) - box).sum())[0]
-
-    def track(self, frame):
-        self.t, self.frames = frame.index, self.frames + 1
-        gt = _gt(self.t)
-        return {oid: TM(gt[k]) for oid, k in self.bound.items() if k in gt}
-
-    def masks_for_boxes(self, boxes, frame):
-        return np.stack([_gt(self.t)[self._which(b)] for b in boxes])
-
-    def prompt(self, boxes, frame):
-        for oid, box in boxes.items():
-            self.bound[oid] = self._which(box)
-        return {oid: TM(_gt(self.t)[self.bound[oid]]) for oid in boxes}
-
-    def remove(self, ids):
-        for i in ids:
-            self.bound.pop(i, None)
+WORLD = World({"square": lambda t: _gt(t)["square"], "disc": lambda t: _gt(t).get("disc")}, (H, W))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +62,7 @@ PROMPTS = ["square", "disc"]
 def _pipe(background: bool, **cfg) -> SOWLv2Pipeline:
     config = PipelineBaseData(device="cpu", progress=False, detect_every=4, mask_videos=True, **cfg)
     pipe = SOWLv2Pipeline(config, background_write=background)
-    pipe._detector, pipe._tracker = FakeDetector(), FakeTracker()
+    pipe._detector, pipe._tracker = FakeDetector(WORLD), FakeTracker(WORLD)
     return pipe
 
 
