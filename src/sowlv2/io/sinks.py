@@ -143,7 +143,8 @@ class InputWriter:
     """
 
     def __init__(self, out_dir: Path, name: str, kind: str, prompts: list[str], size: tuple[int, int],
-                 config, fps: float | None = None, background: bool = False, queue_size: int = 8) -> None:
+                 config, fps: float | None = None, background: bool = False, queue_size: int = 8,
+                 extra_sinks: list | None = None, source: Path | None = None) -> None:
         from .inputs import result_name
 
         if background and queue_size < 1:
@@ -184,6 +185,17 @@ class InputWriter:
             self._thread = threading.Thread(target=self._work, name=f"sowlv2-writer[{self.final_dir.name}]",
                                             daemon=True)
             self._thread.start()
+        self.extra_sinks = list(extra_sinks or [])  # stages.Sink objects (exports), written with the rest
+        if self.extra_sinks:
+            from ..stages import InputInfo
+
+            info = InputInfo(name, kind, tuple(self.prompts), tuple(size), fps, Path(source) if source else None)
+            try:
+                for sink in self.extra_sinks:
+                    sink.open(self.dir, info)
+            except BaseException:
+                self.abort()
+                raise
 
     @property
     def background(self) -> bool:
@@ -295,6 +307,8 @@ class InputWriter:
                 self._video("overlay").write(merged_overlay)
         if video and self.mask_videos:
             self._write_object_videos(result)
+        for sink in self.extra_sinks:
+            sink.write(result, image)
         self.frames += 1
 
     def _video(self, which: str) -> VideoWriter:
@@ -348,6 +362,12 @@ class InputWriter:
         self._results.close()
         self._annotations.finish(self.dir / "annotations.json", self.name, self.size, self.prompts,
                                  self.frames, tracks)
+        if self.extra_sinks:
+            from ..stages import RunSummary
+
+            summary = RunSummary(keyframes, keyframe_scores, tracks, stats, self.frames)
+            for sink in self.extra_sinks:
+                sink.close(summary)
         if self.final_dir.exists() or self.final_dir.is_symlink():
             check_replaceable(self.final_dir)
             shutil.rmtree(self.final_dir)  # --overwrite: replaced only once the new one is complete
@@ -368,6 +388,11 @@ class InputWriter:
                 log.debug("closing a video writer failed during abort", exc_info=True)
         self._results.close()
         self._annotations.close()
+        for sink in self.extra_sinks:
+            try:
+                sink.abort()
+            except Exception:  # noqa: BLE001 - best effort while failing anyway
+                log.debug("aborting an export sink failed", exc_info=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
