@@ -51,13 +51,17 @@ def _image(t: int) -> np.ndarray:
     img = np.full((H, W, 3), 60, np.uint8)
     for k, m in enumerate(_gt(t).values()):
         img[m] = (200, 40 + 70 * k, 40)
-    img[0, 0] = t  # the frame index, read back by the fakes (PNG is lossless)
+    img[H - 8:, :8] = 20 * t  # the frame index, read back by the fakes (a flat block survives H.264)
     return img
+
+
+def _index(image: np.ndarray) -> int:
+    return int(round(float(image[H - 8:, :8].mean()) / 20))
 
 
 class FakeDetector:
     def detect(self, image, prompts, **kw):
-        gt = _gt(int(image[0, 0, 0]))
+        gt = _gt(_index(image))
         labels = tuple(gt)
         return Detections(boxes=np.stack([mask_to_box(m) for m in gt.values()]),
                           scores=np.array([SCORES[k] for k in labels], np.float32),
@@ -83,7 +87,7 @@ class FakeTracker:
         return min(_gt(self.t).items(), key=lambda kv: np.abs(mask_to_box(kv[1]) - box).sum())[0]
 
     def track(self, frame):
-        self.t = int(frame.image[0, 0, 0])
+        self.t = _index(frame.image)
         gt = _gt(self.t)
         return {oid: TM(gt[k]) for oid, k in self.bound.items() if k in gt}
 
@@ -102,7 +106,7 @@ class FakeTracker:
 
 class FakeSegmenter:
     def segment(self, image, boxes):
-        gt = _gt(int(image[0, 0, 0]))
+        gt = _gt(_index(image))
         masks = [min(gt.values(), key=lambda m: np.abs(mask_to_box(m) - b).sum()) for b in boxes]
         return np.stack(masks), np.ones(len(masks), np.float32)
 
@@ -445,6 +449,24 @@ def test_labelstudio_video_warns_once_that_video_tasks_hold_boxes_only(runs, tmp
     assert main(["export", str(walk), "--format", "labelstudio", "--output", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert err.count("warning") == 1 and "boxes only" in err
+
+
+def test_replay_of_a_video_file_run_at_a_lower_fps_pairs_frames_by_source_index(tmp_path):
+    from sowlv2.io.video import VideoWriter
+
+    video = tmp_path / "clip.mp4"
+    with VideoWriter(video, fps=10.0) as writer:
+        for t in range(N):
+            writer.write(_image(t))
+    out = tmp_path / "out"
+    _pipe(export=["davis", "yolo"], fps=5.0).process(str(video), PROMPTS, out)
+    frames = _results(out / "clip")["frames"]
+    assert [f["source_index"] for f in frames] == list(range(0, N, 2))
+    assert main(["export", str(out / "clip"), "--format", "davis", "yolo", "--output", str(tmp_path / "r"), "-q"]) == 0
+    live = out / "clip" / "export"
+    for p in live.rglob("*"):
+        if p.is_file():
+            assert p.read_bytes() == (tmp_path / "r" / p.relative_to(live)).read_bytes(), p
 
 
 # ---------------------------------------------------------------------- bad input
