@@ -41,10 +41,13 @@ def mask_polygon(mask: np.ndarray, tolerance: float = TOLERANCE_PX) -> np.ndarra
     from scipy import ndimage
     from skimage.measure import approximate_polygon, find_contours
 
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
         return None
-    filled = ndimage.binary_fill_holes(mask)
-    labels, n = ndimage.label(filled)
+    cols = np.flatnonzero(mask.any(axis=0))
+    oy, ox = int(rows[0]), int(cols[0])  # work on the mask's box only
+    filled = ndimage.binary_fill_holes(mask[oy:rows[-1] + 1, ox:cols[-1] + 1])
+    labels, _ = ndimage.label(filled)
     parts = []
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         comp = np.pad(labels[sl] == k, 1)  # padded so every contour closes
@@ -55,11 +58,12 @@ def mask_polygon(mask: np.ndarray, tolerance: float = TOLERANCE_PX) -> np.ndarra
             simple = simple[:-1]  # find_contours closes the loop by repeating the first point
         if len(simple) >= 3:
             # (row, col) in the padded crop -> (x, y) in the image; +0.5: pixel centres to pixel edges
-            xy = np.stack([simple[:, 1] + sl[1].start - 1 + 0.5, simple[:, 0] + sl[0].start - 1 + 0.5], axis=1)
+            xy = np.stack([simple[:, 1] + ox + sl[1].start - 1 + 0.5, simple[:, 0] + oy + sl[0].start - 1 + 0.5],
+                          axis=1)
         else:  # a part of a pixel or two: its pixel box
-            y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+            y0, y1, x0, x1 = oy + sl[0].start, oy + sl[0].stop, ox + sl[1].start, ox + sl[1].stop
             xy = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
-        parts.append((int((labels[sl] == k).sum()), xy))
+        parts.append((int(comp.sum()), xy))
     if not parts:
         return None
     parts.sort(key=lambda p: -p[0])  # the largest part carries the bridges to the others
