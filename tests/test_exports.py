@@ -459,10 +459,16 @@ def test_replay_of_a_video_file_run_at_a_lower_fps_pairs_frames_by_source_index(
         for t in range(N):
             writer.write(_image(t))
     out = tmp_path / "out"
-    _pipe(export=["davis", "yolo"], fps=5.0).process(str(video), PROMPTS, out)
+    _pipe(export=["davis", "yolo", "labelstudio"], fps=5.0).process(str(video), PROMPTS, out)
     frames = _results(out / "clip")["frames"]
     assert [f["source_index"] for f in frames] == list(range(0, N, 2))
-    assert main(["export", str(out / "clip"), "--format", "davis", "yolo", "--output", str(tmp_path / "r"), "-q"]) == 0
+    (task,) = json.loads((out / "clip/export/labelstudio/video_task.json").read_text())
+    square = next(r for r in task["predictions"][0]["result"] if r["value"]["labels"] == ["square"])
+    seq = square["value"]["sequence"]  # present on every processed frame: one box per frame, on until the end
+    assert [s["frame"] for s in seq] == [i + 1 for i in range(0, N, 2)]
+    assert [s["enabled"] for s in seq] == [True] * (len(seq) - 1) + [False]
+    argv = ["export", str(out / "clip"), "--format", "davis", "yolo", "labelstudio", "--output", str(tmp_path / "r")]
+    assert main([*argv, "-q"]) == 0
     live = out / "clip" / "export"
     for p in live.rglob("*"):
         if p.is_file():

@@ -33,7 +33,7 @@ class FrameFiles:
     """
 
     def __init__(self) -> None:
-        self._index: int | None = None
+        self._index: int | str | None = None
         self._path: Path | None = None
 
     def _link_or_copy(self, src: Path, dest: Path) -> None:
@@ -53,13 +53,20 @@ class FrameFiles:
     def still(self, info: InputInfo, image: np.ndarray, folder: Path, stem: str | None = None) -> str:
         """Put the still image of an image input into ``folder``; returns the file name used.
 
-        The source file is linked (or copied) as it is when ``info.source`` exists; otherwise the
-        array is written as a PNG. ``stem`` renames the file (keeping the source's suffix).
+        The source file is copied as it is when ``info.source`` exists (copied, never linked: an
+        annotation tool that edits the export must not edit the user's file; the other formats then
+        link to that copy); otherwise the array is written as a PNG. ``stem`` renames the file
+        (keeping the source's suffix).
         """
         src = Path(info.source) if info.source is not None else None
         if src is not None and src.is_file():
             name = (stem + src.suffix.lower()) if stem else Path(info.name).name
-            self._link_or_copy(src, folder / name)
+            key = f"still:{src}"
+            if self._index == key and self._path is not None and self._path.exists():
+                self._link_or_copy(self._path, folder / name)
+            else:
+                shutil.copyfile(src, folder / name)
+                self._index, self._path = key, folder / name
             return name
         name = f"{stem or Path(info.name).stem}.png"
         Image.fromarray(image).save(folder / name)

@@ -57,7 +57,7 @@ class DavisSink(ExportSink):
                         "export/davis", self.info.name, MAX_ID)
             self._warned = True
         index = id_map(result, [v if v <= MAX_ID else 0 for v in ids], np.uint8)
-        png = Image.fromarray(index, mode="P")
+        png = Image.fromarray(index)  # mode "L"; putpalette makes it "P"
         png.putpalette(self._palette)
         png.save(self._ann / f"{stem}.png")
 

@@ -122,7 +122,7 @@ class LabelStudioSink(ExportSink):
                 self._labels.setdefault(oid, result.labels[i])
                 x0, y0, x1, y1 = (float(v) for v in result.boxes[i])
                 frame = (result.source_index if result.source_index is not None else result.index) + 1
-                self._spool.add(oid, [frame, round(result.time, 6), _percent(x0, w), _percent(y0, h),
+                self._spool.add(oid, [result.index, frame, round(result.time, 6), _percent(x0, w), _percent(y0, h),
                                       _percent(x1 - x0, w), _percent(y1 - y0, h)])
         self._last_source = result.source_index if result.source_index is not None else result.index
         self._last_time = result.time
@@ -148,12 +148,12 @@ class LabelStudioSink(ExportSink):
         results = []
         for oid in self._spool.ids:
             seq, prev = [], None
-            for frame, t, x, y, bw, bh in self._spool.records(oid):
-                if prev is not None and frame != prev[0] + 1 and prev[0] + 1 < frame:
-                    seq[-1]["enabled"] = False  # absent in between: the box is switched off after prev
+            for index, frame, t, x, y, bw, bh in self._spool.records(oid):
+                if prev is not None and index != prev + 1:
+                    seq[-1]["enabled"] = False  # absent on processed frames in between: off after prev
                 seq.append({"frame": frame, "enabled": True, "rotation": 0, "x": x, "y": y, "width": bw,
                             "height": bh, "time": t})
-                prev = (frame,)
+                prev = index
             if seq:
                 seq[-1]["enabled"] = False  # the track ends at its last frame
             results.append({"id": str(oid), "type": "videorectangle", "from_name": "box", "to_name": "video",

@@ -3,7 +3,7 @@
 Layout (under ``export/yolo/``)::
 
     data.yaml            path/train/val and ``names: {0: prompt0, 1: prompt1, ...}``
-    images/000000.jpg    video frames as JPEG (an image input: the source file, linked or copied)
+    images/000000.jpg    video frames as JPEG (an image input: a copy of the source file)
     labels/000000.txt    one line per object: ``class x1 y1 x2 y2 ...`` (normalised to [0, 1])
 
 One polygon per object: its mask's holes are filled, each connected part is traced
