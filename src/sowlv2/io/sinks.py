@@ -134,6 +134,10 @@ class InputWriter:
             (they end the thread). False: ``write`` does the work before it returns.
         queue_size: frames that may wait for the worker (with ``background``); at most
             ``queue_size + 1`` frames are held by the writer at any time.
+        extra_sinks: ``stages.Sink`` objects (the exports of ``sowlv2.export.export_sinks``) opened on
+            the partial folder, written with each frame (on the worker with ``background``), closed
+            before the folder is moved into place, aborted with it.
+        source: path of the input (an image input's file is copied into the exports).
 
     Attributes:
         seconds: time the caller spent in ``write`` and ``close`` (with ``background``: waiting for a
