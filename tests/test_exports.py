@@ -475,6 +475,35 @@ def test_replay_of_a_video_file_run_at_a_lower_fps_pairs_frames_by_source_index(
             assert p.read_bytes() == (tmp_path / "r" / p.relative_to(live)).read_bytes(), p
 
 
+@pytest.mark.parametrize("indent", [None, 1])
+def test_results_json_is_read_as_a_stream_whatever_the_buffer_cuts(tmp_path, monkeypatch, indent):
+    from sowlv2.export import replay
+
+    monkeypatch.setattr(replay, "_CHUNK", 7)  # every value is cut by the buffer's end somewhere
+    data = {"input": "x.mp4", "kind": "video", "width": 640, "height": 12345, "fps": 29.97, "prompts": ["a", "b"],
+            "frames": [{"index": i, "objects": [{"id": 7, "score": 0.123456}] * i} for i in range(5)],
+            "keyframes": [0, 3], "tracks": [{"id": 7}], "stats": {"frames": 5}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data, indent=indent))
+    reader = replay.ResultsReader(path)
+    assert reader.header == {k: data[k] for k in ("input", "kind", "width", "height", "fps", "prompts")}
+    assert list(reader.frames()) == data["frames"] and reader.count == 5
+    assert reader.tail == {k: data[k] for k in ("keyframes", "tracks", "stats")}
+
+
+def test_a_truncated_results_json_is_one_error_and_writes_nothing(runs, tmp_path, capsys):
+    folder = tmp_path / "walk"
+    shutil.copytree(runs["folder"]["walk"], folder, ignore=shutil.ignore_patterns("export"))
+    text = (folder / "results.json").read_text()
+    (folder / "results.json").write_text(text[: len(text) // 2])
+    out = tmp_path / "o"
+    argv = ["export", str(folder), "--format", *ALL, "--output", str(out), "--source", str(runs["frames"])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results.json" in err[0]
+    assert _nothing_written(out)
+
+
 # ---------------------------------------------------------------------- bad input
 def test_an_unknown_format_is_a_usage_error_listing_the_known_ones(runs, tmp_path, capsys):
     assert main(["--input", str(runs["still"]), "--prompt", "x", "--export", "yolo", "coco-ish",

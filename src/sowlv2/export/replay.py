@@ -27,19 +27,148 @@ from . import check_formats, export_sinks
 log = logging.getLogger(__name__)
 
 
-def _load_results(folder: Path) -> dict:
+_HEADER_KEYS = ("input", "kind", "width", "height", "prompts")
+_CHUNK = 1 << 20
+
+
+class ResultsReader:
+    """Reads a results.json as a stream: the keys before ``"frames"`` when opened, then the frames one
+    at a time (``frames()``), then the keys after them (``tail``), so a long video's results are never
+    all in memory. A file whose ``frames`` come before the header keys is read whole instead.
+
+    Raises:
+        InputError: the file is not JSON of the results.json shape (when opened or while reading).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._decoder = json.JSONDecoder()
+        self._buf, self._pos, self._eof = "", 0, False
+        self.header: dict = {}
+        self.tail: dict = {}
+        self.count = 0
+        self._whole: list | None = None
+        try:
+            self._file = open(path, encoding="utf-8")  # noqa: SIM115 - closed by frames() or close()
+        except OSError as exc:
+            raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+        try:
+            self._expect("{")
+            while True:
+                key = self._key()
+                if key is None:
+                    raise InputError(f"{path}: not a SOWLv2 results.json (no frames)")
+                if key == "frames":
+                    break
+                self.header[key] = self._value()
+                self._after_member()
+            if any(k not in self.header for k in _HEADER_KEYS):  # not the layout SOWLv2 writes: read it whole
+                self._file.seek(0)
+                data = json.load(self._file)
+                self.header = {k: v for k, v in data.items() if k != "frames"}
+                self._whole = list(data["frames"])
+                self._file.close()
+        except ValueError as exc:
+            self._file.close()
+            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        except BaseException:
+            self._file.close()
+            raise
+        missing = [k for k in _HEADER_KEYS if k not in self.header]
+        if missing:
+            raise InputError(f"{path}: not a SOWLv2 results.json (missing {', '.join(missing)})")
+
+    # ------------------------------------------------------------------ the tokenizer
+    def _fill(self) -> None:
+        if self._pos > _CHUNK:
+            self._buf, self._pos = self._buf[self._pos:], 0
+        more = self._file.read(max(_CHUNK, len(self._buf)))  # doubling: a big value is rescanned log times
+        if not more:
+            self._eof = True
+        self._buf += more
+
+    def _peek(self) -> str:
+        while True:
+            while self._pos < len(self._buf) and self._buf[self._pos] in " \t\r\n":
+                self._pos += 1
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if self._eof:
+                raise InputError(f"{self.path}: ends too early (truncated?)")
+            self._fill()
+
+    def _expect(self, char: str) -> None:
+        if self._peek() != char:
+            raise InputError(f"{self.path}: not a SOWLv2 results.json (expected {char!r} at offset {self._pos})")
+        self._pos += 1
+
+    def _value(self):
+        self._peek()
+        while True:
+            try:
+                value, end = self._decoder.raw_decode(self._buf, self._pos)
+                if end < len(self._buf) or self._eof:  # a number cut by the buffer's end would look whole
+                    self._pos = end
+                    return value
+            except json.JSONDecodeError:
+                if self._eof:
+                    raise
+            self._fill()
+
+    def _key(self) -> str | None:
+        """The next member's key (its ':' consumed), or None at the object's end."""
+        if self._peek() == "}":
+            self._pos += 1
+            return None
+        key = self._value()
+        self._expect(":")
+        return key
+
+    def _after_member(self) -> None:
+        if self._peek() == ",":
+            self._pos += 1
+
+    # ------------------------------------------------------------------ frames
+    def frames(self) -> Iterator[dict]:
+        """Yield each frame record in order; afterwards ``tail`` holds the keys after the frames."""
+        if self._whole is not None:
+            for rec in self._whole:
+                self.count += 1
+                yield rec
+            return
+        try:
+            self._expect("[")
+            if self._peek() == "]":
+                self._pos += 1
+            else:
+                while True:
+                    rec = self._value()
+                    self.count += 1
+                    yield rec
+                    c = self._peek()
+                    self._pos += 1
+                    if c == "]":
+                        break
+                    if c != ",":
+                        raise InputError(f"{self.path}: not a SOWLv2 results.json (frames)")
+            self._after_member()
+            while (key := self._key()) is not None:
+                self.tail[key] = self._value()
+                self._after_member()
+        except ValueError as exc:
+            raise InputError(f"{self.path}: not valid JSON ({exc})") from None
+        finally:
+            self._file.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _open_results(folder: Path) -> ResultsReader:
     if not is_result_folder(folder):
         raise UsageError(f"export: {folder} is not a SOWLv2 result folder (no results.json); give the folder "
                          "of one input, e.g. OUTPUT/<input name>")
-    path = folder / "results.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable ({exc})") from None
-    missing = [k for k in ("input", "kind", "width", "height", "prompts", "frames") if k not in data]
-    if not isinstance(data, dict) or missing:
-        raise InputError(f"{path}: not a SOWLv2 results.json (missing {', '.join(missing)})")
-    return data
+    return ResultsReader(folder / "results.json")
 
 
 def find_source(folder: Path, results: dict, source: str | Path | None = None) -> Path:
@@ -85,7 +214,7 @@ def _frame_result(rec: dict, size: tuple[int, int], prompts: list[str]) -> Frame
         raise InputError(f"results.json: frame {rec.get('index')} is malformed ({type(exc).__name__}: {exc})") from None
 
 
-def _frames(results: dict, source: Path) -> Iterator[tuple[FrameResult, np.ndarray]]:
+def _frames(results: dict, records: Iterator[dict], source: Path) -> Iterator[tuple[FrameResult, np.ndarray]]:
     """Pair each recorded frame with its image from the source (videos: by source frame index)."""
     from ..io.images import read_image
     from ..io.inputs import discover_inputs, iter_frames
@@ -104,7 +233,7 @@ def _frames(results: dict, source: Path) -> Iterator[tuple[FrameResult, np.ndarr
             raise InputError(f"export: {source} is not an image file (the result is of the image "
                              f"{results['input']!r})")
         image = check(read_image(source), str(source))
-        for rec in results["frames"]:
+        for rec in records:
             yield _frame_result(rec, size, prompts), image
         return
     items = discover_inputs(source, frames=source.is_dir())
@@ -113,7 +242,7 @@ def _frames(results: dict, source: Path) -> Iterator[tuple[FrameResult, np.ndarr
                          f"video {results['input']!r})")
     frames = iter_frames(items[0])
     current = None
-    for rec in results["frames"]:
+    for rec in records:
         want = rec.get("source_index")
         want = int(rec["index"]) if want is None else int(want)
         while current is None or (current.source_index if current.source_index is not None else current.index) < want:
@@ -146,7 +275,15 @@ def export_result(folder: str | Path, formats: list[str], output: str | Path | N
     if not names:
         raise UsageError("export: give at least one format with --format")
     folder = Path(folder).expanduser()
-    results = _load_results(folder)
+    reader = _open_results(folder)
+    try:
+        return _export(reader, folder, names, output, source, overwrite)
+    finally:
+        reader.close()
+
+
+def _export(reader: ResultsReader, folder: Path, names: list[str], output, source, overwrite: bool) -> list[Path]:
+    results = reader.header
     output = Path(output).expanduser() if output is not None else folder / "export"
     if output.exists() and not output.is_dir():
         raise UsageError(f"export: --output {output} is a file, not a folder")
@@ -169,11 +306,12 @@ def export_result(folder: str | Path, formats: list[str], output: str | Path | N
         for sink in sinks:
             sink.open(stage, info)
             opened.append(sink)
-        for result, image in _frames(results, src):
+        for result, image in _frames(results, reader.frames(), src):
             for sink in sinks:
                 sink.write(result, image)
-        summary = RunSummary(results.get("keyframes", []), results.get("keyframe_scores", []),
-                             results.get("tracks", []), results.get("stats", {}), len(results["frames"]))
+        tail = reader.tail
+        summary = RunSummary(tail.get("keyframes", []), tail.get("keyframe_scores", []), tail.get("tracks", []),
+                             tail.get("stats", {}), reader.count)
         for sink in sinks:
             sink.close(summary)
     except BaseException:
