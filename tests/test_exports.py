@@ -348,7 +348,7 @@ def test_yolo_polygons_rasterise_back_to_the_masks(runs, name):
     folder = runs["folder"][name]
     yolo = folder / "export" / "yolo"
     data = yaml.safe_load((yolo / "data.yaml").read_text())
-    assert data["names"] == dict(enumerate(PROMPTS)) and data["train"] == "images"
+    assert data == {"train": "images", "val": "images", "names": dict(enumerate(PROMPTS))}
     frames = _results(folder)["frames"]
     stems = ["still"] if name == "still" else [f"{f['index']:06d}" for f in frames]
     assert sorted(p.stem for p in (yolo / "labels").iterdir()) == stems

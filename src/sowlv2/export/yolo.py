@@ -2,7 +2,8 @@
 
 Layout (under ``export/yolo/``)::
 
-    data.yaml            path/train/val and ``names: {0: prompt0, 1: prompt1, ...}``
+    data.yaml            ``train``/``val``: images, ``names: {0: prompt0, 1: prompt1, ...}`` (no ``path``:
+                         the dataset root is the folder of data.yaml)
     images/000000.jpg    video frames as JPEG (an image input: a copy of the source file)
     labels/000000.txt    one line per object: ``class x1 y1 x2 y2 ...`` (normalised to [0, 1])
 
@@ -121,7 +122,8 @@ class YoloSink(ExportSink):
         (self.dir / "labels" / f"{stem}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
     def close(self, summary: RunSummary) -> None:
-        data = {"path": ".", "train": "images", "val": "images",
-                "names": dict(enumerate(self.info.prompts))}
+        # No "path": ultralytics then takes the folder of data.yaml as the dataset root (a relative
+        # "path" would be read under its own datasets folder).
+        data = {"train": "images", "val": "images", "names": dict(enumerate(self.info.prompts))}
         (self.dir / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
                                             encoding="utf-8")
