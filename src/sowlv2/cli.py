@@ -131,7 +131,8 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """Log lines of the 'sowlv2' logger to stderr (errors as 'sowlv2: error: ...'); transformers quiet."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose
@@ -152,7 +153,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
-    _setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
+    setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
     config = config_from_args(ns)
     if not config.input:
         raise UsageError("input: give an image, a folder or a video with --input")

@@ -334,6 +334,9 @@ class SOWLv2Pipeline:
                 fps = min(fps, info.fps)
                 total = int(round(total * fps / info.fps)) if total else None
         writer = None
+        # Models load before the bar starts: loading is not counted in the first frame (the ETA), and
+        # its log lines are not printed onto the bar.
+        _ = self.detector, self.tracker
         bar = _progress(total, item.name, self.config.progress)
         try:
             for frame, result in self._track_frames(item, prompts):
@@ -507,6 +510,6 @@ def _error_text(item: InputItem, exc: BaseException) -> str:
 
 
 def _progress(total: int | None, name: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=name, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, name, enabled)

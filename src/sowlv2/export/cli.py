@@ -31,11 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export_main(argv: list[str]) -> int:
     """Run ``sowlv2 export``; returns 0 (errors are raised as SOWLv2Error for the main CLI to print)."""
-    from ..cli import _setup_logging
+    from ..cli import setup_logging
     from .replay import export_result
 
     ns = build_parser().parse_args(argv)
-    _setup_logging(False, ns.quiet)
+    setup_logging(False, ns.quiet)
     written = export_result(ns.result, ns.format, output=ns.output, source=ns.source, overwrite=ns.overwrite)
     if not ns.quiet:
         for path in written:
