@@ -150,8 +150,8 @@ def test_eval_main_on_the_oracle_scores_one(tmp_path, capsys):
     argv = ["--pred", str(tmp_path / "pred"), "--gt", str(gt), "--json", str(tmp_path / "s.json")]
     assert eval_main(argv) == 0
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert saved["JF"] == 1.0 and saved["recall"] == 1.0 and saved["frames"] == 16
-    assert "J&F 1.000" in capsys.readouterr().out
+    assert saved["JF_mean"] == 1.0 and saved["object_recall"] == 1.0 and saved["frames"] == 16
+    assert "J&F-Mean 1.000" in capsys.readouterr().out
     assert json.loads((gt / "world.json").read_text())["cuts"] == [8]
 
 
