@@ -30,6 +30,7 @@ from .engine import (
     frame_result,
 )
 from .errors import ModelLoadError, SOWLv2Error, UsageError
+from .export import export_sinks
 from .io.images import read_image, to_rgb
 from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
 from .io.sinks import InputWriter
@@ -285,13 +286,19 @@ class SOWLv2Pipeline:
                 fps = min(fps, info.fps)
                 total = int(round(total * fps / info.fps)) if total else None
         writer = None
+        # Models load before the bar starts: loading is not counted in the first frame (the ETA), and
+        # its log lines are not printed onto the bar.
+        _ = self.detector, self.tracker
+        if self.config.enable_vjepa2 and self._selector_factory is None:
+            _ = self.vjepa2.is_available  # loads V-JEPA 2 now (or logs why it cannot, once)
         bar = _progress(total, item.name, self.config.progress)
         try:
             for frame, result in self._track_frames(item, prompts):
                 if writer is None:
                     writer = InputWriter(out_root / item.name, item.path.name, "video", prompts,
                                          result.size, self.config, fps=fps, background=self.background_write,
-                                         queue_size=WRITE_QUEUE_FRAMES)
+                                         queue_size=WRITE_QUEUE_FRAMES,
+                                         extra_sinks=export_sinks(self.config.export), source=item.path)
                 writer.write(result, frame.image)  # with background_write: queued; raises a worker error
                 bar.update(1)
                 if on_frame is not None:
@@ -319,7 +326,8 @@ class SOWLv2Pipeline:
         result = self._segment_image(arr, prompts, seconds)
         if len(result) == 0:
             log.info("%s: nothing found for %s", item.path.name, ", ".join(repr(p) for p in prompts))
-        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config)
+        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config,
+                             extra_sinks=export_sinks(self.config.export), source=item.path)
         try:
             writer.write(result, arr)
             seconds["total"] = time.perf_counter() - t0
@@ -456,6 +464,6 @@ def _error_text(item: InputItem, exc: BaseException) -> str:
 
 
 def _progress(total: int | None, name: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=name, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, name, enabled)

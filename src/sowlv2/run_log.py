@@ -28,14 +28,19 @@ from .io.sinks import atomic_write_json, is_result_folder
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-# Settings that do not change results (a resumed run may differ in them).
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output"}
+# Settings that do not change results (a resumed run may differ in them): run control, and
+# vjepa2_clips_per_pass, which only batches the encoder's clips.
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass"}
 
 
 def result_settings(config, prompts: list[str]) -> dict:
-    """The settings that determine results: everything but input/output paths and run control."""
+    """The settings that determine results: everything but input/output paths and run control, plus
+    torch's thread count (float sums, and so masks, can differ between thread counts)."""
+    import torch
+
     data = {k: v for k, v in config.to_dict().items() if k not in _RUN_CONTROL}
     data["prompt"] = list(prompts)
+    data["torch_threads"] = torch.get_num_threads()
     return data
 
 
