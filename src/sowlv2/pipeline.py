@@ -223,9 +223,12 @@ class SOWLv2Pipeline:
             return self._selector_factory()
         from .keyframes import make_selector
 
+        return make_selector(self.config, encoder=self.vjepa2 if self._needs_encoder() else None)
+
+    def _needs_encoder(self) -> bool:
         c = self.config
-        needs_encoder = c.enable_vjepa2 and c.keyframe_strategy not in ("uniform", "pixel")
-        return make_selector(c, encoder=self.vjepa2 if needs_encoder else None)
+        return (self._selector_factory is None and c.enable_vjepa2
+                and c.keyframe_strategy not in ("uniform", "pixel"))
 
     def track(self, video, prompts=None, selector=None) -> Iterator[FrameResult]:
         """Track the prompts through a video, yielding one FrameResult per processed frame.
@@ -289,7 +292,7 @@ class SOWLv2Pipeline:
         # Models load before the bar starts: loading is not counted in the first frame (the ETA), and
         # its log lines are not printed onto the bar.
         _ = self.detector, self.tracker
-        if self.config.enable_vjepa2 and self._selector_factory is None:
+        if self._needs_encoder():
             _ = self.vjepa2.is_available  # loads V-JEPA 2 now (or logs why it cannot, once)
         bar = _progress(total, item.name, self.config.progress)
         try:
