@@ -28,7 +28,7 @@ import numpy as np
 from .errors import UsageError
 from .io.live import LiveSource, is_live_input
 from .stages import InputInfo, RunSummary
-from .types import FrameResult
+from .types import Frame, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
 def run_live(pipeline, source: str | LiveSource, prompts, out_root: str | Path, *, realtime: bool = False,
              open_timeout: float = 10.0, reconnect: int = 0, duration: float | None = None,
              max_frames: int | None = None, segment_seconds: float = 60.0, on_frame=None,
-             handle_signals: bool = True) -> LiveReport:
+             handle_signals: bool = True, warmup: bool = True) -> LiveReport:
     """Run a live source into ``out_root/<name>/`` with outputs that grow as frames arrive.
 
     Writes ``results.jsonl`` (a line per frame, flushed), ``video/overlay_NNNNN.mp4`` segments (unless
@@ -221,6 +221,8 @@ def run_live(pipeline, source: str | LiveSource, prompts, out_root: str | Path, 
         on_frame: called as ``on_frame(result)`` after each frame is written.
         handle_signals: in the main thread, the first Ctrl-C / SIGTERM stops the run after the current
             frame (a second one interrupts at once; files are still finalised).
+        warmup: load the models and run them on one blank 128x128 frame before opening the stream, so
+            the first frames do not wait for model loading and first-call set-up.
 
     Returns:
         The LiveReport (``exit_code`` is what the CLI returns).
@@ -243,7 +245,10 @@ def run_live(pipeline, source: str | LiveSource, prompts, out_root: str | Path, 
     folder = out_root / source.name
     if folder.exists() and not config.overwrite:
         raise UsageError(f"output: {folder} exists; choose another --output or use --overwrite")
-    pipeline.detector, pipeline.tracker  # noqa: B018 - load the models before the stream starts
+    if warmup:  # load the models and run them once before the stream starts (first-call costs)
+        blank = Frame(index=0, time=0.0, image=np.zeros((128, 128, 3), np.uint8), source_index=0)
+        for _ in pipeline.track([blank], prompts):
+            pass
     was_empty = not out_root.is_dir() or not any(out_root.iterdir())
     source.open()  # InputError here: nothing written yet
     created = prepare_output_dir(out_root)
