@@ -49,10 +49,15 @@ class TsServer:
     Args:
         sessions: seconds each successive connection streams before it is cut (None: until stopped).
         fps: frame rate of the stream (sent at this pace).
+        size: (H, W) of the synthetic frames.
+        frames: (H, W, 3) uint8 RGB frames to send in a loop instead of the synthetic ones.
     """
 
-    def __init__(self, sessions=(None,), fps: int = 10, size=(64, 96)) -> None:
+    def __init__(self, sessions=(None,), fps: int = 10, size=(64, 96), frames=None) -> None:
         self.sessions, self.fps, self.size = list(sessions), fps, size
+        self.frames = frames
+        if frames is not None:
+            self.size = frames[0].shape[:2]
         self.connections = 0
         self.frames_sent = 0
         self._stop = threading.Event()
@@ -95,7 +100,9 @@ class TsServer:
         t0 = time.monotonic()
         k = 0
         while not self._stop.is_set() and (seconds is None or k < seconds * self.fps):
-            frame = av.VideoFrame.from_ndarray(synthetic_frame(self.frames_sent, self.size), format="rgb24")
+            rgb = (synthetic_frame(self.frames_sent, self.size) if self.frames is None
+                   else self.frames[self.frames_sent % len(self.frames)])
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = k
             for packet in stream.encode(frame):
                 out.mux(packet)

@@ -316,3 +316,29 @@ def test_stdin_source_reads_a_piped_stream():
     proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().split("\n")[0] == "12 (64, 96, 3) end of stream"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input", "clip.mp4", "--realtime"], "sowlv2: error: realtime: applies to live input only"),
+    (["--input", "clip.mp4", "--duration", "5"], "sowlv2: error: duration: applies to live input only"),
+    (["--input", "http://127.0.0.1:9/x.ts", "--fps", "5"], "sowlv2: error: fps: does not apply to a live stream"),
+    (["--input", "webcam:0", "--resume"], "sowlv2: error: resume: a live stream cannot be resumed"),
+    (["--input", "-", "--max-frames", "0"], "sowlv2: error: max_frames: must be at least 1, got 0"),
+])
+def test_live_flag_errors(argv, message, tmp_path, capsys):
+    code = main([*argv, "--prompt", "cat", "--output", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_duration_ends_a_stalled_stream(tmp_path):
+    """No frame arrives after the first few: --duration still ends the run on time."""
+    pipe = fake_pipeline(output=str(tmp_path / "out"))
+    source = LiveSource()
+    for k in range(3):
+        source.push(synthetic_frame(k))
+    t0 = time.monotonic()
+    report = run_live(pipe, source, ["thing"], tmp_path / "out", duration=1.0, warmup=False, handle_signals=False)
+    assert report.status == "stopped" and report.stop == "duration" and report.frames == 3
+    assert 0.9 < time.monotonic() - t0 < 5

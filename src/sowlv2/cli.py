@@ -168,11 +168,15 @@ def run(argv: list[str]) -> int:
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
     from .io.live import is_live_input
+    from .live import LIVE_KEYS
 
     if is_live_input(config.input):  # a stream URL, webcam:N or - (stdin): the live runner
         from .live import run_live_cli
 
         return run_live_cli(config)
+    for key, default in LIVE_KEYS.items():
+        if getattr(config, key) != default:
+            raise UsageError(f"{key}: applies to live input only (--input rtsp://..., http://..., webcam:N or -)")
     from .pipeline import SOWLv2Pipeline
 
     reports = SOWLv2Pipeline(config).process()

@@ -32,6 +32,9 @@ from .types import Frame, FrameResult
 
 log = logging.getLogger(__name__)
 
+# The settings of live runs and their defaults (a file input with another value is a usage error).
+LIVE_KEYS = {"open_timeout": 10.0, "reconnect": 0, "realtime": False, "duration": None, "max_frames": None,
+             "segment_seconds": 60.0}
 RUN_JSON_EVERY_S = 5.0  # how often run.json is refreshed during a live run
 # Stop reasons and what they mean for status and exit code.
 END_OF_STREAM, DURATION, MAX_FRAMES, SIGNAL = "end of stream", "duration", "max_frames", "signal"
@@ -113,6 +116,11 @@ class LiveRun:
 
     def __iter__(self) -> Iterator[FrameResult]:
         self.source.open()
+        timer = None
+        if self.duration is not None:  # also ends a run whose stream stalls or is reconnecting
+            timer = threading.Timer(max(0.0, self.duration - self.source.seconds), self.stop, (DURATION,))
+            timer.daemon = True
+            timer.start()
         try:
             for result in self.pipeline.track(self._frames(), self.prompts):
                 capture = self.source.pop_capture(result.index)
@@ -125,6 +133,8 @@ class LiveRun:
                     del self._images[old]
                 yield result
         finally:
+            if timer is not None:
+                timer.cancel()
             if self.stop_reason is None:
                 self.stop_reason = END_OF_STREAM
             self.source.close()
@@ -365,6 +375,11 @@ def run_live_cli(config) -> int:
     """``sowlv2 --input URL|webcam:N|- ...``: run_live with the config's settings; prints a summary."""
     from .pipeline import SOWLv2Pipeline
 
+    if config.fps is not None:
+        raise UsageError("fps: does not apply to a live stream (every frame is processed, or the newest "
+                         "with --realtime)")
+    if config.frames:
+        raise UsageError("frames: a live stream is a video already; drop --frames")
     report = run_live(SOWLv2Pipeline(config), config.input, config.prompt, config.output,
                       realtime=config.realtime, open_timeout=config.open_timeout, reconnect=config.reconnect,
                       duration=config.duration, max_frames=config.max_frames,
