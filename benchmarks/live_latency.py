@@ -6,12 +6,14 @@ MPEG-TS at ``--fps`` (tests/live_helpers.py's TsServer), and the ``sowlv2`` comm
 one JSON line: frames read / processed / dropped, latency p50 / p95 / max / mean in ms.
 
     python benchmarks/live_latency.py --detector demo --tracker demo --duration 30 [--realtime]
+    python benchmarks/live_latency.py --fake --duration 30     # the live path alone: fake models, in-process
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,11 +36,15 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=10)
     ap.add_argument("--detect-every", type=int, default=10)
     ap.add_argument("--realtime", action="store_true")
+    ap.add_argument("--fake", action="store_true", help="fake models (tests/live_helpers.py) through "
+                    "sowlv2.live.run_live in this process: what the live path itself costs")
     args = ap.parse_args()
+    # The subprocesses import this checkout's sowlv2.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         subprocess.run([sys.executable, "-m", "sowlv2", "world", "--output", str(tmp / "w"), "--seed", "0",
-                        "--frames", "48"], check=True, capture_output=True)
+                        "--frames", "48"], check=True, capture_output=True, env=env)
         with av.open(str(tmp / "w/video_000/video.mp4")) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         prompts = list(json.loads((tmp / "w/video_000/categories.json").read_text()).values())
@@ -48,14 +54,23 @@ def main() -> None:
                "--dtype", args.dtype, "--duration", str(args.duration), "--detect-every", str(args.detect_every),
                "--output", str(tmp / "out"), "-q"] + (["--realtime"] if args.realtime else [])
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if args.fake:
+                from live_helpers import fake_pipeline
+
+                from sowlv2.live import run_live
+
+                pipe = fake_pipeline(output=str(tmp / "out"), detect_every=args.detect_every)
+                run_live(pipe, server.url, prompts, tmp / "out", realtime=args.realtime, duration=args.duration)
+            else:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    sys.exit(proc.stderr)
         finally:
             server.close()
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
         run = json.loads((tmp / "out/run.json").read_text())
     live = run["live"]
-    print(json.dumps({"models": [args.detector, args.tracker], "device": args.device, "fps": args.fps,
+    models = ["fake", "fake"] if args.fake else [args.detector, args.tracker]
+    print(json.dumps({"models": models, "device": args.device, "fps": args.fps,
                       "realtime": args.realtime, "detect_every": args.detect_every, "duration": args.duration,
                       "frames_read": live["frames_read"], "frames": live["frames"], "dropped": live["dropped"],
                       "latency_ms": live["latency"]}))

@@ -44,10 +44,11 @@ URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "srt", "udp", "tcp", "
                "mms", "mmsh", "rist", "zmq")
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _WEBCAM = re.compile(r"^webcam:(\d+)$")
-# A short probe: FFmpeg's default (5 MB / 5 s of analysis) made a 10 fps HTTP stream take 2.2 s to
-# open and then deliver ~20 frames in a burst; with these it opens in 0.5 s (measured on the test
-# stream of tests/test_live.py).
-PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+# A short probe. Time from opening to the first frame of the 10 fps HTTP test stream
+# (``python benchmarks/live_open.py``, 3 runs each): FFmpeg's default
+# probe (5 MB / 5 s of analysis) 2.22 s, after which ~20 frames arrive in a burst; probesize 32 KB with
+# analyzeduration 0.5 s 0.91 s; with 0.1 s (these) 0.51 s.
+PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "100000"}
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # wait before reconnect attempt 1, 2, ... (the last repeats)
 QUEUE_FRAMES = 32  # frames that may wait for the consumer without --realtime
 _POLL_S = 0.1
@@ -373,16 +374,17 @@ class LiveSource:
             with self._cond:
                 while self._latest is None and not self._ended and not self._stop.is_set():
                     self._cond.wait(_POLL_S)
-                if self._latest is None:
+                if self._latest is None or self._stop.is_set():
                     return _END
                 item, self._latest = self._latest, None
                 return item
-        while True:
+        while not self._stop.is_set():  # stopped: frames still queued are not handed out
             try:
                 return self._queue.get(timeout=_POLL_S)
             except queue.Empty:
-                if (self._ended and self._queue.empty()) or self._stop.is_set():
+                if self._ended and self._queue.empty():
                     return _END
+        return _END
 
     def _to_rgb(self, image) -> np.ndarray:
         if isinstance(image, av.VideoFrame):
