@@ -51,10 +51,11 @@ class TsServer:
         fps: frame rate of the stream (sent at this pace).
         size: (H, W) of the synthetic frames.
         frames: (H, W, 3) uint8 RGB frames to send in a loop instead of the synthetic ones.
+        stall: seconds a connection stays open, silent, after its session before it is cut.
     """
 
-    def __init__(self, sessions=(None,), fps: int = 10, size=(64, 96), frames=None) -> None:
-        self.sessions, self.fps, self.size = list(sessions), fps, size
+    def __init__(self, sessions=(None,), fps: int = 10, size=(64, 96), frames=None, stall: float = 0.0) -> None:
+        self.sessions, self.fps, self.size, self.stall = list(sessions), fps, size, stall
         self.frames = frames
         if frames is not None:
             self.size = frames[0].shape[:2]
@@ -79,6 +80,7 @@ class TsServer:
                 self.end_headers()
                 try:
                     server._stream(self.wfile, server.sessions[k])
+                    server._stop.wait(server.stall)
                 except (BrokenPipeError, ConnectionResetError, OSError, av.error.FFmpegError):
                     pass
                 self.close_connection = True  # cut: no final chunk

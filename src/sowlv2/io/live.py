@@ -332,7 +332,8 @@ class LiveSource:
                 container.close()
 
     def _read_container(self, container) -> str:
-        """Decode frames until the stream ends, fails or the source is stopped; returns why it ended."""
+        """Decode frames until the stream ends, fails or the source is stopped; returns why it ended.
+        When the stream fails, the frames the decoder still holds are handed out first."""
         stream = container.streams.video[0]
         try:
             for packet in container.demux(stream):
@@ -343,18 +344,30 @@ class LiveSource:
                 except (av.error.InvalidDataError, ValueError):
                     log.debug("%s: undecodable packet skipped", self.spec)
                     continue
-                for frame in decoded:
-                    capture = time.monotonic()
-                    if self._pending_gap is not None:
-                        self._pending_gap.duration = capture - self._gap_t0
-                        self._pending_gap = None
-                    if not self._offer(frame, capture, self._stream_time(frame, capture)):
-                        return "stopped"
+                if not self._hand_out(decoded):
+                    return "stopped"
         except av.error.ExitError:
-            return f"no data for {self.open_timeout:g} s"
+            reason = f"no data for {self.open_timeout:g} s"
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return "end of stream"
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        else:
+            return "end of stream"  # the demuxer's last (empty) packet flushed the decoder
+        try:
+            self._hand_out(stream.codec_context.decode(None))
+        except (av.error.FFmpegError, ValueError):
+            log.debug("%s: flushing the decoder failed", self.spec, exc_info=True)
+        return reason
+
+    def _hand_out(self, frames) -> bool:
+        """Offer decoded av.VideoFrames; False when the source was stopped."""
+        for frame in frames:
+            capture = time.monotonic()
+            if self._pending_gap is not None:
+                self._pending_gap.duration = capture - self._gap_t0
+                self._pending_gap = None
+            if not self._offer(frame, capture, self._stream_time(frame, capture)):
+                return False
+        return True
 
     def _stream_time(self, frame, capture: float) -> float:
         """Seconds since the stream started: the frame's timestamp (continued across reconnects)."""
