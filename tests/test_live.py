@@ -427,3 +427,10 @@ def test_silent_stream_counts_as_dropped_and_keeps_the_decoders_frames():
         server.close()
     assert len(frames) == server.frames_sent == 10
     assert source.stats()["end"] == "no data for 1 s" and elapsed < 6
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="V4L2 device names")
+def test_missing_webcam_is_one_clear_error():
+    assert LiveSource("webcam:3").spec == "webcam:3"
+    with pytest.raises(InputError, match=r"^webcam:97 \(/dev/video97\): cannot open the stream \(No such file"):
+        LiveSource("webcam:97", open_timeout=2).open()

@@ -195,7 +195,8 @@ class LiveSource:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             if isinstance(exc, av.error.ExitError) or "Immediate exit" in str(reason):
                 reason = f"no answer within {self.open_timeout:g} s (--open-timeout)"
-            raise InputError(f"{self.spec}: cannot open the stream ({reason})") from None
+            where = self.spec if file in (self.spec, "pipe:0") else f"{self.spec} ({file})"
+            raise InputError(f"{where}: cannot open the stream ({reason})") from None
         if not container.streams.video:
             container.close()
             raise InputError(f"{self.spec}: the stream has no video")
