@@ -259,10 +259,19 @@ def run_live(pipeline, source: str | LiveSource, prompts, out_root: str | Path, 
         blank = Frame(index=0, time=0.0, image=np.zeros((128, 128, 3), np.uint8), source_index=0)
         for _ in pipeline.track([blank], prompts):
             pass
+    from tqdm.auto import tqdm
+
+    from .run_log import versions
+
+    versions()  # imports torch / transformers now, not while the stream's first frames wait
     was_empty = not out_root.is_dir() or not any(out_root.iterdir())
     source.open()  # InputError here: nothing written yet
-    created = prepare_output_dir(out_root)
-    _prepare_folder(folder, config.overwrite)
+    try:
+        created = prepare_output_dir(out_root)
+        _prepare_folder(folder, config.overwrite)
+    except BaseException:
+        source.close()
+        raise
     run = LiveRun(pipeline, source, prompts, duration=duration, max_frames=max_frames)
     item = SimpleNamespace(name=source.name, path=source.spec or "<pushed frames>", kind="stream")
     run_log = RunLog(out_root, config, prompts)
@@ -277,8 +286,6 @@ def run_live(pipeline, source: str | LiveSource, prompts, out_root: str | Path, 
     error: BaseException | None = None
     opened = False
     last_log = time.monotonic()
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=max_frames, desc=source.name, unit="frame", disable=not config.progress, leave=False,
                dynamic_ncols=True)
     try:
