@@ -434,3 +434,20 @@ def test_missing_webcam_is_one_clear_error():
     assert LiveSource("webcam:3").spec == "webcam:3"
     with pytest.raises(InputError, match=r"^webcam:97 \(/dev/video97\): cannot open the stream \(No such file"):
         LiveSource("webcam:97", open_timeout=2).open()
+
+
+def test_vjepa2_key_frames_on_a_live_source(tiny_vjepa, tmp_path):
+    """V-JEPA 2 chooses key frames on a live source too (it reads one clip ahead: a clip of delay)."""
+    pipe = fake_pipeline(output=str(tmp_path / "out"), enable_vjepa2=True, vjepa2_model=str(tiny_vjepa),
+                         vjepa2_frames_per_clip=4, keyframe_budget=0.25)
+    source = LiveSource()
+    for k in range(30):
+        source.push(synthetic_frame(k), time_s=k / 10)
+    source.end()
+    report = run_live(pipe, source, ["thing"], tmp_path / "out", handle_signals=False)
+    assert report.status == "done" and report.frames == 30
+    results = _check_outputs(tmp_path / "out" / "live", 30)
+    keys = results["keyframes"]
+    assert keys[0] == 0 and 1 < len(keys) <= 9  # at most ceil(0.25 x 30) + 1
+    assert all(s is not None and 0 <= s <= 1 for s in results["keyframe_scores"][1:])
+    assert [f["index"] for f in results["frames"] if f["keyframe"]] == keys
