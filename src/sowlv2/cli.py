@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fill", help="interpolate (default: between the tracked frames around, output lags "
                                   "up to --max-gap frames) or carry (copy the last tracked frame, no lag)")
 
+    live = p.add_argument_group("live streams (--input rtsp://... | http://... | udp://... | webcam:N | -)")
+    live.add_argument("--realtime", action="store_true", help="process the newest frame and drop (and count) "
+                      "the ones the models cannot keep up with; default: every frame")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    live.add_argument("--open-timeout", type=float, metavar="S", help="seconds for the stream to open, and "
+                      "of silence before it counts as dropped (default 10)")
+    live.add_argument("--reconnect", type=int, metavar="N", help="reopen a dropped stream up to N times, with "
+                      "backoff (default 0)")
+    live.add_argument("--segment-seconds", type=float, metavar="S", help="seconds per overlay video segment "
+                      "(default 60)")
+
     o = p.add_argument_group("output to the terminal")
     o.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
@@ -166,6 +178,16 @@ def run(argv: list[str]) -> int:
         raise UsageError("input: give an image, a folder or a video with --input")
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
+    from .io.live import is_live_input
+    from .live import LIVE_KEYS
+
+    if is_live_input(config.input):  # a stream URL, webcam:N or - (stdin): the live runner
+        from .live import run_live_cli
+
+        return run_live_cli(config)
+    for key, default in LIVE_KEYS.items():
+        if getattr(config, key) != default:
+            raise UsageError(f"{key}: applies to live input only (--input rtsp://..., http://..., webcam:N or -)")
     from .pipeline import SOWLv2Pipeline
 
     reports = SOWLv2Pipeline(config).process()

@@ -28,9 +28,10 @@ from .io.sinks import atomic_write_json, is_result_folder
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-# Settings that do not change results (a resumed run may differ in them): run control, and
-# vjepa2_clips_per_pass, which only batches the encoder's clips.
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass"}
+# Settings that do not change results (a resumed run may differ in them): run control,
+# vjepa2_clips_per_pass (it only batches the encoder's clips) and how a live stream is (re)opened.
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass", "open_timeout",
+                "reconnect"}
 
 
 def result_settings(config, prompts: list[str]) -> dict:
