@@ -205,6 +205,18 @@ def test_still_content_is_filled_and_moving_content_tracked():
     check_invariants(out, 0.1, 0.5, 4)
 
 
+def test_a_refresh_key_frame_moves_to_the_most_changed_frame_within_the_lookahead():
+    def video(bump_at):
+        for i in range(16):  # still grey; one frame 4 levels brighter (below any event threshold)
+            yield Frame(index=i, time=i / 25, image=np.full((8, 8, 3), 104 if i == bump_at else 100, np.uint8))
+
+    for bump, expected in [(None, [0, 11]), (14, [0, 14]), (9, [0, 11])]:
+        # credit reaches max_credit 3 at frame 11 (budget 0.25); the refresh goes to the most changed
+        # frame from there to the end of the clip: 14 when it is brighter, else 11 (9 is out of reach)
+        out = list(PixelSelector(0.25, frames_per_clip=16).select(video(bump)))
+        assert [f.index for f, d in out if d.is_key][:2] == expected, bump
+
+
 def test_track_schedule_moves_a_key_frame_without_tracker_credit():
     s = TrackSchedule(0.25, max_gap=3)
     acts = [s.decide(n, key=n in (0, 4, 5), score=None, wants=False).action for n in range(9)]
