@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--overwrite", action="store_true", help="replace results in a non-empty output folder")
     io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
 
+    e = p.add_argument_group("many inputs, engines (see README: Many inputs, clusters)")
+    e.add_argument("--input-list", metavar="FILE", help="a file listing inputs, one path per line (relative "
+                   "to the file's folder); instead of --input")
+    e.add_argument("--engine", choices=("local", "ray"), help="local (default): one input after another here; "
+                   "ray: Ray workers on this machine or a cluster (pip install 'sowlv2[ray]')")
+    e.add_argument("--ray-address", metavar="ADDR", help="auto or HOST:PORT: join a running Ray cluster "
+                   "(default: start Ray on this machine for the run)")
+    e.add_argument("--workers", type=int, help="Ray workers, each loads the models once (default: one per "
+                   "GPU, else one per 2 CPU cores)")
+    e.add_argument("--gpus-per-worker", type=float, help="GPUs per worker; fractions share a GPU "
+                   "(default 1 with GPUs, else 0)")
+    e.add_argument("--cpus-per-worker", type=int, help="CPU cores per worker, also its torch threads "
+                   "(default 2, or CPUs per GPU)")
+
     m = p.add_argument_group("models")
     m.add_argument("--detector", metavar="MODEL", help="detector checkpoint: hub id, local folder or 'demo'; its "
                    "model_type picks the adapter (default google/owlv2-base-patch16-ensemble)")
@@ -151,8 +165,8 @@ def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     _setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
     config = config_from_args(ns)
-    if not config.input:
-        raise UsageError("input: give an image, a folder or a video with --input")
+    if not config.input and not config.input_list:
+        raise UsageError("input: give an image, a folder or a video with --input (or --input-list FILE)")
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
     from .pipeline import SOWLv2Pipeline

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 # Settings that do not change results (a resumed run may differ in them).
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output"}
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output",
+                "input_list", "engine", "ray_address", "workers", "gpus_per_worker", "cpus_per_worker"}
 
 
 def result_settings(config, prompts: list[str]) -> dict:
@@ -163,6 +164,18 @@ class RunLog:
     def _save(self) -> None:
         atomic_write_json(self.path, self.data)
 
+    def set(self, key: str, value) -> None:
+        """Record ``value`` under ``key`` (e.g. ``engine``: the engine, its workers, torch threads)."""
+        self.data[key] = value
+        self._save()
+
+    def retry(self, item, reason: str) -> None:
+        """Record that ``item`` is tried again (its worker was lost: ``reason``)."""
+        rec = self.data["inputs"].setdefault(item.name, {"path": str(item.path), "kind": item.kind})
+        rec["status"] = "running"
+        rec.setdefault("retries", []).append({"reason": reason, "at": _now()})
+        self._save()
+
     def is_done(self, item) -> bool:
         """Whether a previous run completed ``item`` (same input file, result folder present)."""
         rec = self.data["inputs"].get(item.name)
@@ -180,6 +193,9 @@ class RunLog:
 
     def finish(self, item, report) -> None:
         rec = {k: v for k, v in vars(report).items() if v is not None and k != "name"}
+        retries = self.data["inputs"].get(item.name, {}).get("retries")
+        if retries:
+            rec["retries"] = retries
         self.data["inputs"][item.name] = rec
         self._save()
 
