@@ -147,6 +147,7 @@ class RunLog:
         self.data.pop("finished", None)
         self.data.pop("error", None)
         self.t0 = time.perf_counter()
+        self._retried: set[str] = set()  # inputs retried in this run (their records keep "retries")
         self._save()
 
     def _read(self) -> dict | None:
@@ -173,6 +174,9 @@ class RunLog:
         """Record that ``item`` is tried again (its worker was lost: ``reason``)."""
         rec = self.data["inputs"].setdefault(item.name, {"path": str(item.path), "kind": item.kind})
         rec["status"] = "running"
+        if item.name not in self._retried:
+            rec["retries"] = []
+            self._retried.add(item.name)
         rec.setdefault("retries", []).append({"reason": reason, "at": _now()})
         self._save()
 
@@ -186,17 +190,21 @@ class RunLog:
         except OSError:
             return False
 
-    def start(self, item) -> None:
+    def start(self, item, **extra) -> None:
+        """Mark ``item`` running (``extra``: e.g. ``worker``, where it runs); the retries recorded by
+        ``retry`` are kept."""
+        retries = self.data["inputs"].get(item.name, {}).get("retries") if item.name in self._retried else None
         self.data["inputs"][item.name] = {"path": str(item.path), "kind": item.kind, "status": "running",
-                                          "started": _now()}
+                                          "started": _now(), **({"retries": retries} if retries else {}), **extra}
         self._save()
 
-    def finish(self, item, report) -> None:
+    def finish(self, item, report, **extra) -> None:
+        """Record ``report`` (an InputReport) for ``item``, with ``extra`` (e.g. ``worker``) and its retries."""
         rec = {k: v for k, v in vars(report).items() if v is not None and k != "name"}
-        retries = self.data["inputs"].get(item.name, {}).get("retries")
+        retries = self.data["inputs"].get(item.name, {}).get("retries") if item.name in self._retried else None
         if retries:
             rec["retries"] = retries
-        self.data["inputs"][item.name] = rec
+        self.data["inputs"][item.name] = {**rec, **extra}
         self._save()
 
     def interrupt(self, item=None) -> None:

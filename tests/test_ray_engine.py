@@ -1,0 +1,248 @@
+"""``--engine ray`` on a local Ray cluster on loopback, with the tiny random models.
+
+One cluster for the module (``ray.init`` takes seconds), 2 CPUs, each worker 1 CPU (2 each would
+stall the second worker on a 2-core machine). Workers inherit the cluster's environment: a
+``sitecustomize`` on its PYTHONPATH makes every result take at least 0.3 s to close, so that a worker
+killed, or a driver interrupted, as a result appears is still in the middle of an input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+from sowlv2.cli import main  # noqa: E402
+from sowlv2.io.video import VideoWriter  # noqa: E402
+
+SRC = str(Path(__file__).parents[1] / "src")
+_SLOW_CLOSE = """
+import time
+from sowlv2.io import sinks
+_close = sinks.InputWriter.close
+def close(self, *args, **kwargs):
+    time.sleep(0.3)
+    return _close(self, *args, **kwargs)
+sinks.InputWriter.close = close
+"""
+_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray cluster (2 CPUs, loopback only) for the module; yields its GCS address."""
+    base = tmp_path_factory.mktemp("ray")
+    hook = base / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SLOW_CLOSE)
+    env = {**_RAY_ENV, "RAY_TMPDIR": str(base / "t"),
+           "PYTHONPATH": os.pathsep.join([str(hook), SRC, os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    (base / "t").mkdir()
+    # Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when imported: this process imported it already.
+    from ray._private import ray_constants
+
+    enable_cluster = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, logging_level="WARNING",
+                 log_to_driver=False, namespace="sowlv2-tests")
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = enable_cluster
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Six inputs: three images, two videos (mp4), and a file that claims to be an image but is not."""
+    folder = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (40 + 4 * k, 56, 3), dtype=np.uint8)).save(folder / f"img{k}.png")
+    for k in range(2):
+        with VideoWriter(folder / f"clip{k}.mp4", fps=10.0) as vw:
+            for t in range(4):
+                frame = np.full((48, 64, 3), 30 * k, np.uint8)
+                frame[8:24, 4 + 5 * t:20 + 5 * t] = (220, 40, 40)
+                vw.write(frame)
+    (folder / "broken.png").write_bytes(b"this is not a PNG")
+    return folder
+
+
+def _args(inp: Path, owl, sam, out: Path) -> list[str]:
+    return ["-i", str(inp), "-p", "cat", "a dog", "--owl-model", str(owl), "--sam-model", str(sam),
+            "--device", "cpu", "--threshold", "0", "--max-objects", "2", "--detect-every", "2",
+            "--output", str(out), "-q"]
+
+
+_RAY = ["--engine", "ray", "--workers", "2", "--cpus-per-worker", "1"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mixed, tiny_owl, tiny_sam):
+    """The local engine's results at 1 torch thread (the workers' count with --cpus-per-worker 1)."""
+    import torch
+
+    out = tmp_path_factory.mktemp("ref") / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_args(mixed, tiny_owl, tiny_sam, out)) == 1
+    finally:
+        torch.set_num_threads(threads)
+    run = json.loads((out / "run.json").read_text())
+    assert run["engine"] == {"name": "local", "torch_threads": 1}
+    return out
+
+
+def _decoded(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    """Every result folder of ``a`` and ``b`` alike: the same files, PNGs and annotations.json byte for
+    byte, results.json but for its timings, MP4s frame for frame."""
+    names = sorted(p.name for p in a.iterdir() if p.is_dir())
+    assert names == sorted(p.name for p in b.iterdir() if p.is_dir())
+    for name in names:
+        files = sorted(p.relative_to(a / name) for p in (a / name).rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(b / name) for p in (b / name).rglob("*") if p.is_file()), name
+        for rel in files:
+            x, y = a / name / rel, b / name / rel
+            if rel.name == "results.json":
+                dx, dy = json.loads(x.read_text()), json.loads(y.read_text())
+                del dx["stats"]["seconds"], dy["stats"]["seconds"]
+                assert dx == dy, f"{name}/{rel}"
+            elif rel.suffix == ".mp4":
+                fx, fy = _decoded(x), _decoded(y)
+                assert len(fx) == len(fy) > 0 and all(np.array_equal(p, q) for p, q in zip(fx, fy)), f"{name}/{rel}"
+            else:
+                assert x.read_bytes() == y.read_bytes(), f"{name}/{rel}"
+
+
+def _run_json(out: Path) -> dict:
+    try:
+        return json.loads((out / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_every_ray_listener_is_on_loopback(cluster):
+    me = psutil.Process()
+    listening = [(p.name(), c.laddr) for p in [me, *me.children(recursive=True)]
+                 for c in _connections(p) if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 3  # gcs_server, raylet, the driver's core worker at least
+    assert all(addr.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _, addr in listening), listening
+
+
+def _connections(p):
+    try:
+        return p.net_connections(kind="inet")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def test_two_workers_one_killed_give_the_local_results(cluster, tmp_path, mixed, tiny_owl, tiny_sam, reference,
+                                                       capsys):
+    """2 workers over 6 inputs (one bad); one worker is killed (kill -9) in the middle of an input: its
+    input is retried on a worker and recorded; every result is the local engine's; exit code 1."""
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def kill_a_busy_worker():
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            run = _run_json(out)
+            inputs = run.get("inputs", {})
+            busy = [r["worker"] for r in inputs.values() if r.get("status") == "running" and "worker" in r]
+            if any(r.get("status") == "done" for r in inputs.values()) and busy:
+                pid = int(busy[0].rsplit(":", 1)[1])
+                killed.append(pid)
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=kill_a_busy_worker, daemon=True)
+    watcher.start()
+    assert main(_args(mixed, tiny_owl, tiny_sam, out) + _RAY) == 1
+    watcher.join(timeout=5)
+    err = capsys.readouterr().err
+    assert killed, "no worker was killed: the run ended first"
+    run = _run_json(out)
+    assert run["status"] == "failed" and run["engine"]["workers"] == 2 and run["engine"]["torch_threads"] == 1
+    assert killed[0] in [w["pid"] for w in run["engine"]["workers_at_start"]]
+    statuses = {name: rec["status"] for name, rec in run["inputs"].items()}
+    assert statuses == {"img0": "done", "img1": "done", "img2": "done", "clip0": "done", "clip1": "done",
+                        "broken": "failed"}
+    retried = {name: rec["retries"] for name, rec in run["inputs"].items() if "retries" in rec}
+    assert len(retried) == 1 and len(next(iter(retried.values()))) == 1, retried
+    assert f"pid {killed[0]}" in next(iter(retried.values()))[0]["reason"]
+    assert "broken.png" in run["inputs"]["broken"]["error"] and "retries" not in run["inputs"]["broken"]
+    assert err.count("broken.png") == 1 and "Traceback" not in err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no .partial, no token left
+    _assert_same_results(reference, out)
+
+
+def test_interrupted_driver_then_resume_with_the_local_engine(cluster, tmp_path, mixed, tiny_owl, tiny_sam,
+                                                              reference):
+    """Ctrl-C on a ray driver (a subprocess joined to the cluster): exit 130, run.json interrupted, no
+    unfinished result; --resume with the local engine does the rest and nothing twice."""
+    import torch
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-m", "sowlv2", *_args(mixed, tiny_owl, tiny_sam, out), *_RAY,
+                             "--ray-address", cluster], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    t0 = time.monotonic()
+    while sum(r.get("status") == "done" for r in _run_json(out).get("inputs", {}).values()) < 2:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() - t0 < 120, "the run never got going"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    run = _run_json(out)
+    assert run["status"] == "interrupted"
+    done = sorted(n for n, r in run["inputs"].items() if r["status"] == "done")
+    assert len(done) >= 2 and len(done) < 6
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # unfinished results removed
+    stamps = {n: ((out / n / "results.json").stat().st_mtime_ns, run["inputs"][n]) for n in done}
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_args(mixed, tiny_owl, tiny_sam, out) + ["--resume"]) == 1  # broken.png fails again
+    finally:
+        torch.set_num_threads(threads)
+    run = _run_json(out)
+    assert run["engine"]["name"] == "local"
+    assert {n: r["status"] for n, r in run["inputs"].items()} == {
+        "img0": "done", "img1": "done", "img2": "done", "clip0": "done", "clip1": "done", "broken": "failed"}
+    for n, stamp in stamps.items():  # not redone
+        assert ((out / n / "results.json").stat().st_mtime_ns, run["inputs"][n]) == stamp, n
+    _assert_same_results(reference, out)
