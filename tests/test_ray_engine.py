@@ -246,3 +246,107 @@ def test_interrupted_driver_then_resume_with_the_local_engine(cluster, tmp_path,
     for n, stamp in stamps.items():  # not redone
         assert ((out / n / "results.json").stat().st_mtime_ns, run["inputs"][n]) == stamp, n
     _assert_same_results(reference, out)
+
+
+def test_a_model_that_cannot_be_loaded_stops_the_run_with_the_local_message(cluster, tmp_path, mixed, tiny_owl,
+                                                                           tiny_sam, capsys):
+    args = _args(mixed, tmp_path / "no-such-model", tiny_sam, tmp_path / "out")
+    assert main(args) == 1
+    local_err = capsys.readouterr().err.strip()
+    assert main(args + ["--engine", "ray", "--workers", "1", "--cpus-per-worker", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == local_err and "no-such-model" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing done in a new folder: nothing left
+
+
+# ---------------------------------------------------------------------- without a cluster
+def test_ray_engine_without_ray_is_one_line(monkeypatch, tmp_path, mixed, tiny_owl, tiny_sam, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(_args(mixed, tiny_owl, tiny_sam, tmp_path / "out") + _RAY) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'sowlv2[ray]'" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("resources, flags, expected", [
+    ({"CPU": 2}, {}, (1, 2, 0.0)),  # one worker per 2 cores, 2 cores (and torch threads) each
+    ({"CPU": 16}, {}, (8, 2, 0.0)),
+    ({"CPU": 2}, {"workers": 2}, (2, 1, 0.0)),  # 2 workers on 2 cores: 1 core each
+    ({"CPU": 1}, {}, (1, 1, 0.0)),
+    ({"CPU": 32, "GPU": 4}, {}, (4, 8, 1.0)),  # one worker per GPU, the cores shared
+    ({"CPU": 32, "GPU": 4}, {"gpus_per_worker": 0.5}, (8, 4, 0.5)),  # fractions share a GPU
+    ({"CPU": 32, "GPU": 4}, {"gpus_per_worker": 0.0, "cpus_per_worker": 4}, (8, 4, 0.0)),
+    ({"CPU": 2}, {"workers": 2, "cpus_per_worker": 2}, "need 4 CPUs, the Ray cluster has 2"),
+    ({"CPU": 8, "GPU": 1}, {"workers": 2}, "need 2 GPUs, the Ray cluster has 1"),
+])
+def test_plan_workers(resources, flags, expected):
+    from sowlv2.data.config import PipelineBaseData
+    from sowlv2.engines.ray_engine import plan_workers
+    from sowlv2.errors import UsageError
+
+    config = PipelineBaseData(engine="ray", **flags)
+    if isinstance(expected, str):
+        with pytest.raises(UsageError, match=expected):
+            plan_workers(config, resources)
+        return
+    plan = plan_workers(config, resources)
+    assert (plan["workers"], plan["cpus_per_worker"], plan["gpus_per_worker"]) == expected
+    assert plan["torch_threads"] == plan["cpus_per_worker"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"workers": 2}, "workers: settings of the ray engine; add --engine ray"),
+    ({"engine": "ray", "workers": 0}, "workers: must be at least 1"),
+    ({"engine": "ray", "cpus_per_worker": 0}, "cpus_per_worker: must be at least 1"),
+    ({"engine": "ray", "gpus_per_worker": -1.0}, "gpus_per_worker: must be 0 or more"),
+    ({"engine": "spark"}, "engine: must be one of local, ray"),
+    ({"input": "a.jpg", "input_list": "l.txt"}, "input and input_list exclude each other"),
+])
+def test_engine_settings_are_checked(settings, message):
+    from sowlv2.data.config import PipelineBaseData
+    from sowlv2.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        PipelineBaseData(**settings)
+
+
+def test_engine_settings_do_not_change_result_settings():
+    """--resume may continue a run of either engine with either engine."""
+    from sowlv2.data.config import PipelineBaseData
+    from sowlv2.run_log import result_settings
+
+    local = PipelineBaseData()
+    ray_run = PipelineBaseData(engine="ray", workers=3, cpus_per_worker=1, ray_address="auto", input_list="l.txt")
+    assert result_settings(local, ["cat"]) == result_settings(ray_run, ["cat"])
+
+
+def test_input_list_and_glob(tmp_path, mixed):
+    from sowlv2.errors import UsageError
+    from sowlv2.io.inputs import collect_inputs
+
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "img0.png").write_bytes((mixed / "img0.png").read_bytes())
+    listing = lists / "inputs.txt"
+    listing.write_text(f"# my inputs\n{mixed / 'clip1.mp4'}\n\n  ../other/img0.png  \n{mixed / 'img0.png'}\n")
+    items = collect_inputs(input_list=listing)
+    assert [(it.path, it.kind, it.name) for it in items] == [
+        (mixed / "clip1.mp4", "video", "clip1"), (other / "img0.png", "image", "img0"),
+        (mixed / "img0.png", "image", "img0_png")]  # relative to the list's folder; names made unique
+    many = lists / "many.txt"
+    many.write_text("\n".join([str(mixed / "img1.png")] * 3000))  # thousands of lines
+    assert len(collect_inputs(input_list=many)) == 3000
+    listing.write_text(f"{mixed / 'img0.png'}\nmissing.png\n")
+    with pytest.raises(UsageError, match=r"missing.png \(entry 2 of .*inputs.txt\) does not exist"):
+        collect_inputs(input_list=listing)
+    listing.write_text("# nothing\n\n")
+    with pytest.raises(UsageError, match="lists no inputs"):
+        collect_inputs(input_list=listing)
+    with pytest.raises(UsageError, match="does not exist"):
+        collect_inputs(input_list=lists / "nope.txt")
+    items = collect_inputs(str(mixed / "clip*.mp4"))
+    assert [it.name for it in items] == ["clip0", "clip1"] and all(it.path.is_absolute() for it in items)
+    with pytest.raises(UsageError, match="matches no files"):
+        collect_inputs(str(mixed / "*.avi"))

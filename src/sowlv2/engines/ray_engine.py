@@ -112,7 +112,7 @@ def plan_workers(config, resources: dict[str, float]) -> dict[str, Any]:
     cluster's resources (``ray.cluster_resources()``).
 
     Defaults: with GPUs, one worker per GPU (``gpus_per_worker`` 1) and the CPUs shared among them;
-    without, one worker per 2 CPU cores, 2 cores each (never more cores than the cluster has per worker).
+    without (or ``gpus_per_worker`` 0), one worker per ``cpus_per_worker`` (default 2) CPU cores.
 
     Raises:
         UsageError: the workers need more CPUs or GPUs than the cluster has.
@@ -124,7 +124,7 @@ def plan_workers(config, resources: dict[str, float]) -> dict[str, Any]:
         workers = config.workers or max(1, int(gpus // gpw))
         cpw = config.cpus_per_worker or max(1, cpus // workers)
     else:
-        workers = config.workers or max(1, cpus // 2)
+        workers = config.workers or max(1, cpus // (config.cpus_per_worker or 2))
         cpw = config.cpus_per_worker or max(1, min(2, cpus // workers))
     if workers * cpw > cpus:
         raise UsageError(f"workers: {workers} worker(s) x {cpw} CPU(s) need {workers * cpw} CPUs, the Ray cluster "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def collect_inputs(input_path: str | Path | None = None, input_list: str | Path 
     or each path listed in ``input_list`` (see ``read_input_list``); each path goes through
     ``discover_inputs``, and result-folder names are made unique over all of them.
 
-    Paths are made absolute, so that workers with another working folder find them.
+    Paths are made absolute (``..`` removed), so that workers with another working folder find them.
 
     Raises:
         UsageError: a path does not exist (naming its list line), a glob matches nothing.
@@ -206,5 +207,5 @@ def collect_inputs(input_path: str | Path | None = None, input_list: str | Path 
             items = [it for m in matches for it in discover_inputs(m, frames=frames)]
         else:
             items = discover_inputs(input_path, frames=frames)
-    items = [InputItem(it.path.absolute(), it.kind, it.name) for it in items]
+    items = [InputItem(Path(os.path.abspath(it.path)), it.kind, it.name) for it in items]
     return _unique(items)
