@@ -3,7 +3,7 @@
     driver (this process)                               workers (Ray actors, one process each)
       open_run: checks, run.json                          SOWLv2Pipeline(config): models loaded once
       Ray: start one here, or join --ray-address          torch threads = --cpus-per-worker
-      check: every worker reads a token file  ------->    read_token(path)
+      start: every worker reads a token file  ------->    start(path): the models loaded
       for each free worker, the next input    ------->    process(item): pipeline.process_input
       ray.wait: a result, an error, a lost worker <-----  {"status": done | failed | fatal, ...}
       run.json updated by the driver alone; one progress bar over inputs
@@ -81,13 +81,28 @@ class SOWLv2Worker:
 
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "torch_threads": torch.get_num_threads()}
 
-    def read_token(self, path: str, sample_input: str) -> dict:
-        """Whether this worker sees the output folder (the token file's text) and the first input."""
+    def start(self, token_path: str, sample_input: str, roles: list[str]) -> dict:
+        """Whether this worker sees the output folder (the token file's text) and the first input; then
+        load the models of ``roles`` (``detector``, ``segmenter`` for images, ``tracker`` for videos).
+
+        Returns:
+            ``info()`` with "token" (the text read, or None), "input_visible", "seconds" (to load the
+            models), and "fatal" / "type" when a model cannot be loaded.
+        """
         try:
-            token = Path(path).read_text(encoding="utf-8")
+            token = Path(token_path).read_text(encoding="utf-8")
         except OSError:
             token = None
-        return {**self.info(), "token": token, "input_visible": Path(sample_input).exists()}
+        out = {**self.info(), "token": token, "input_visible": Path(sample_input).exists()}
+        if token is None or not out["input_visible"]:
+            return out
+        t0 = time.perf_counter()
+        try:
+            for role in roles:
+                getattr(self.pipeline, role)
+        except (UsageError, ModelLoadError) as exc:
+            return {**out, "fatal": str(exc), "type": type(exc).__name__}
+        return {**out, "seconds": round(time.perf_counter() - t0, 3)}
 
     def process(self, item: InputItem, prompts: list[str], out_root: str) -> dict:
         """Process one input with ``SOWLv2Pipeline.process_input``.
@@ -182,12 +197,16 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
         plan = plan_workers(config, ray.cluster_resources())
         remote = ray.remote(num_cpus=plan["cpus_per_worker"], num_gpus=plan["gpus_per_worker"],
                             max_restarts=MAX_RESTARTS, max_task_retries=0)(SOWLv2Worker)
+        log.info("starting %d Ray worker(s): %d CPU(s), %g GPU(s), %d torch thread(s) each", plan["workers"],
+                 plan["cpus_per_worker"], plan["gpus_per_worker"], plan["torch_threads"])
         actors = [remote.remote(config, pipeline.background_write, plan["torch_threads"])
                   for _ in range(plan["workers"])]
         token = opened.out_root / f"{TOKEN_PREFIX}{uuid.uuid4().hex}"
         token.write_text(token.name, encoding="utf-8")
         sample = str(opened.items[0].path)
-        seen = ray.get([a.read_token.remote(str(token), sample) for a in actors])
+        kinds = {it.is_video for it in opened.items}
+        roles = ["detector"] + (["segmenter"] if False in kinds else []) + (["tracker"] if True in kinds else [])
+        seen = ray.get([a.start.remote(str(token), sample, roles) for a in actors])
         for where in seen:
             node = f"{where['node']} (pid {where['pid']})"
             if where["token"] != token.name:
@@ -196,10 +215,13 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
             if not where["input_visible"]:
                 raise UsageError(f"input: the Ray worker on {node} cannot see {sample}; the inputs must be on a "
                                  "filesystem every node shares, at the same path")
+            if "fatal" in where:
+                raise getattr(errors, where["type"], SOWLv2Error)(where["fatal"])
         token.unlink()
         token = None
         opened.log.set("engine", {"name": "ray", "address": config.ray_address, "started_here": started_here,
-                                  **plan, "workers_at_start": [{k: w[k] for k in ("node", "pid")} for w in seen],
+                                  **plan, "workers_at_start": [{k: w[k] for k in ("node", "pid", "seconds")}
+                                                               for w in seen],
                                   "start_seconds": round(time.perf_counter() - t0, 3)})
         return _schedule(ray, opened, actors, {a: w for a, w in zip(actors, seen)}, config.progress)
     except KeyboardInterrupt:
