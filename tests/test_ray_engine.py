@@ -250,9 +250,9 @@ def test_interrupted_driver_then_resume_with_the_local_engine(cluster, tmp_path,
 
 def test_a_model_that_cannot_be_loaded_stops_the_run_with_the_local_message(cluster, tmp_path, mixed, tiny_owl,
                                                                            tiny_sam, capsys):
-    args = _args(mixed, tmp_path / "no-such-model", tiny_sam, tmp_path / "out")
-    assert main(args) == 1
+    assert main(_args(mixed, tmp_path / "no-such-model", tiny_sam, tmp_path / "local")) == 1
     local_err = capsys.readouterr().err.strip().splitlines()[-1]  # after broken.png's own error
+    args = _args(mixed, tmp_path / "no-such-model", tiny_sam, tmp_path / "out")
     assert main(args + ["--engine", "ray", "--workers", "1", "--cpus-per-worker", "1"]) == 1
     err = capsys.readouterr().err.strip()  # the workers load the models at start, before any input
     assert err == local_err and "no-such-model" in err

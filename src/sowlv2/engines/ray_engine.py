@@ -227,6 +227,8 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
     except KeyboardInterrupt:
         raise  # _schedule marked run.json; during start-up, below
     except BaseException as exc:
+        if token is not None:
+            token.unlink(missing_ok=True)
         if opened.log.data.get("status") == "running":
             opened.abort(exc, [])
         raise
