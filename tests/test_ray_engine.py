@@ -1,9 +1,10 @@
 """``--engine ray`` on a local Ray cluster on loopback, with the tiny random models.
 
-One cluster for the module (``ray.init`` takes seconds), 2 CPUs, each worker 1 CPU (2 each would
-stall the second worker on a 2-core machine). Workers inherit the cluster's environment: a
-``sitecustomize`` on its PYTHONPATH makes every result take at least 0.3 s to close, so that a worker
-killed, or a driver interrupted, as a result appears is still in the middle of an input.
+One cluster for the module (``ray.init`` takes seconds), started by the engine's own ``connect``;
+each worker 1 CPU (2 each would stall the second worker on a 2-core machine). Workers inherit the
+cluster's environment: a ``sitecustomize`` on its PYTHONPATH makes every result take at least 0.3 s
+to close, so that a worker killed, or a driver interrupted, as a result appears is still in the
+middle of an input.
 """
 
 from __future__ import annotations
@@ -37,30 +38,35 @@ def close(self, *args, **kwargs):
     return _close(self, *args, **kwargs)
 sinks.InputWriter.close = close
 """
-_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A local Ray cluster (2 CPUs, loopback only) for the module; yields its GCS address."""
-    base = tmp_path_factory.mktemp("ray")
+    """Ray started the way the engine starts it without --ray-address (``ray_engine.connect``), shared by
+    the module; yields its GCS address (later drivers join it as in-process calls or with --ray-address)."""
+    from ray._private import ray_constants
+
+    from sowlv2.engines.ray_engine import connect
+
+    base = tmp_path_factory.mktemp("ray")  # short: Ray's socket paths must stay under 108 bytes
     hook = base / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_SLOW_CLOSE)
-    env = {**_RAY_ENV, "RAY_TMPDIR": str(base / "t"),
-           "PYTHONPATH": os.pathsep.join([str(hook), SRC, os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     (base / "t").mkdir()
-    # Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when imported: this process imported it already.
-    from ray._private import ray_constants
-
+    env = {"RAY_TMPDIR": str(base / "t"), "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(hook), SRC, os.environ.get("PYTHONPATH", "")]),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None, "RAY_USAGE_STATS_ENABLED": None}  # None: the engine sets it
+    saved = {k: os.environ.get(k) for k in env}
+    for k, v in env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     enable_cluster = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray_constants.ENABLE_RAY_CLUSTER = True  # Ray's default on Linux: listen on every interface
     try:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, logging_level="WARNING",
-                 log_to_driver=False, namespace="sowlv2-tests")
+        assert connect(ray, None) is True
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
@@ -150,7 +156,9 @@ def _run_json(out: Path) -> dict:
         return {}
 
 
-def test_every_ray_listener_is_on_loopback(cluster):
+def test_ray_started_by_the_engine_listens_on_loopback_only(cluster):
+    """Without --ray-address the engine starts Ray for the run: on 127.0.0.1 only, no usage statistics."""
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0" and cluster.startswith("127.0.0.1:")
     me = psutil.Process()
     listening = [(p.name(), c.laddr) for p in [me, *me.children(recursive=True)]
                  for c in _connections(p) if c.status == psutil.CONN_LISTEN]
@@ -350,3 +358,4 @@ def test_input_list_and_glob(tmp_path, mixed):
     assert [it.name for it in items] == ["clip0", "clip1"] and all(it.path.is_absolute() for it in items)
     with pytest.raises(UsageError, match="matches no files"):
         collect_inputs(str(mixed / "*.avi"))
+

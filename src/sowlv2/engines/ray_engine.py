@@ -170,12 +170,26 @@ def connect(ray, address: str | None) -> bool:
             raise UsageError(f"ray-address: cannot join the Ray cluster at {address}: {first}") from None
         started = False
     else:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        _local_only(ray)
         # The engine moves paths and reports only: a small object store is plenty.
         ray.init(include_dashboard=False, object_store_memory=256 * 2**20, **common)
         started = True
     log.info("Ray %s in %.1f s", "started" if started else f"joined at {address}", time.perf_counter() - t0)
     return started
+
+
+def _local_only(ray) -> None:
+    """Make the Ray that this process starts for itself listen on 127.0.0.1 only (what Ray does on
+    macOS and Windows), and send no usage statistics; a cluster started with ``ray start`` is the
+    user's to configure. Environment variables already set are left as they are."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read by Ray's processes at start
+    try:  # this process imported Ray already, and Ray reads the variable when imported
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+    except (ImportError, AttributeError):
+        log.debug("Ray's local-only switch not found; its default applies")
 
 
 def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
