@@ -6,7 +6,9 @@ keys differ. Every save writes a temporary file and renames it, so run.json is n
 
 Run status: ``running`` -> ``done`` (every input done), ``failed`` (some input failed) or
 ``interrupted`` (Ctrl-C / SIGTERM; rerun with --resume). Input status: ``running``, ``done``,
-``failed`` (with ``error``), ``interrupted``. After ``kill -9`` the run and the input it was on stay
+``failed`` (with ``error``), ``interrupted``; with the ray engine also ``worker`` (node:pid) and
+``retries`` (one ``{"reason", "at"}`` per retry after a lost worker). ``engine`` records the engine
+and its torch threads (and Ray's workers). Only the driver writes it. After ``kill -9`` the run and the input it was on stay
 ``running``; ``--resume`` redoes that input.
 """
 
