@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 demo | eval | world | bench (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench | export (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-binary", action="store_true", help="do not write binary masks (nor binary.mp4)")
     io.add_argument("--no-overlay", action="store_true", help="do not write overlays (nor overlay.mp4)")
     io.add_argument("--mask-videos", action="store_true", help="also write one mask video per object")
+    io.add_argument("--export", nargs="+", metavar="FORMAT",
+                    help="also write training-data exports into <result>/export/<format>/: "
+                         "yolo, cvat, labelstudio, davis, mots")
     io.add_argument("--overwrite", action="store_true", help="replace results in a non-empty output folder")
     io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
 
@@ -142,7 +145,8 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """Log lines of the 'sowlv2' logger to stderr (errors as 'sowlv2: error: ...'); transformers quiet."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose
@@ -163,7 +167,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
-    _setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
+    setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
     config = config_from_args(ns)
     if not config.input and not config.input_list:
         raise UsageError("input: give an image, a folder or a video with --input (or --input-list FILE)")
@@ -222,7 +226,8 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
         return call
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
-            "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main")}
+            "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main"),
+            "export": lazy("sowlv2.export.cli", "export_main")}
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API

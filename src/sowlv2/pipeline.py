@@ -22,6 +22,7 @@ from PIL import Image
 
 from .data.config import PipelineBaseData
 from .errors import SOWLv2Error, UsageError
+from .export import export_sinks
 from .io.images import read_image, to_rgb
 from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
 from .io.sinks import InputWriter
@@ -333,13 +334,17 @@ class SOWLv2Pipeline:
                 fps = min(fps, info.fps)
                 total = int(round(total * fps / info.fps)) if total else None
         writer = None
+        # Models load before the bar starts: loading is not counted in the first frame (the ETA), and
+        # its log lines are not printed onto the bar.
+        _ = self.detector, self.tracker
         bar = _progress(total, item.name, self.config.progress)
         try:
             for frame, result in self._track_frames(item, prompts):
                 if writer is None:
                     writer = InputWriter(out_root / item.name, item.path.name, "video", prompts,
                                          result.size, self.config, fps=fps, background=self.background_write,
-                                         queue_size=WRITE_QUEUE_FRAMES)
+                                         queue_size=WRITE_QUEUE_FRAMES,
+                                         extra_sinks=export_sinks(self.config.export), source=item.path)
                 writer.write(result, frame.image)  # with background_write: queued; raises a worker error
                 bar.update(1)
                 if on_frame is not None:
@@ -367,7 +372,8 @@ class SOWLv2Pipeline:
         result = self._segment_image(arr, prompts, seconds)
         if len(result) == 0:
             log.info("%s: nothing found for %s", item.path.name, ", ".join(repr(p) for p in prompts))
-        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config)
+        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config,
+                             extra_sinks=export_sinks(self.config.export), source=item.path)
         try:
             writer.write(result, arr)
             seconds["total"] = time.perf_counter() - t0
@@ -442,6 +448,6 @@ class SOWLv2Pipeline:
 
 
 def _progress(total: int | None, name: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=name, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, name, enabled)

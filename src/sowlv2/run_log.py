@@ -8,8 +8,8 @@ Run status: ``running`` -> ``done`` (every input done), ``failed`` (some input f
 ``interrupted`` (Ctrl-C / SIGTERM; rerun with --resume). Input status: ``running``, ``done``,
 ``failed`` (with ``error``), ``interrupted``; with the ray engine also ``worker`` (node:pid) and
 ``retries`` (one ``{"reason", "at"}`` per retry after a lost worker). ``engine`` records the engine
-and its torch threads (and Ray's workers). Only the driver writes it. After ``kill -9`` the run and the input it was on stay
-``running``; ``--resume`` redoes that input.
+and its torch threads (and Ray's workers). Only the driver writes it. After ``kill -9`` the run and
+the input it was on stay ``running``; ``--resume`` redoes that input.
 """
 
 from __future__ import annotations
@@ -30,15 +30,21 @@ from .io.sinks import atomic_write_json, is_result_folder
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-# Settings that do not change results (a resumed run may differ in them).
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output",
+# Settings that do not change results (a resumed run may differ in them): run control, the engine
+# (either engine continues a run of either), and vjepa2_clips_per_pass, which only batches the encoder's clips.
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass",
                 "input_list", "engine", "ray_address", "workers", "gpus_per_worker", "cpus_per_worker"}
 
 
-def result_settings(config, prompts: list[str]) -> dict:
-    """The settings that determine results: everything but input/output paths and run control."""
+def result_settings(config, prompts: list[str], torch_threads: int | None = None) -> dict:
+    """The settings that determine results: everything but input/output paths and run control, plus
+    torch's thread count (float sums, and so masks, can differ between thread counts): this process's,
+    or ``torch_threads``, the count of the processes that do the work (the ray engine's workers)."""
+    import torch
+
     data = {k: v for k, v in config.to_dict().items() if k not in _RUN_CONTROL}
     data["prompt"] = list(prompts)
+    data["torch_threads"] = torch_threads or torch.get_num_threads()
     return data
 
 
@@ -128,12 +134,14 @@ class RunLog:
         config: the run's PipelineBaseData.
         prompts: the prompts of the run.
         resume: read a previous run.json and keep its completed inputs (settings must match).
+        torch_threads: torch's thread count of the processes that do the work (default: this one's).
     """
 
-    def __init__(self, out_root: Path, config, prompts: list[str], resume: bool = False) -> None:
+    def __init__(self, out_root: Path, config, prompts: list[str], resume: bool = False,
+                 torch_threads: int | None = None) -> None:
         self.path = out_root / RUN_FILE
         self.out_root = out_root
-        settings = result_settings(config, prompts)
+        settings = result_settings(config, prompts, torch_threads)
         previous = self._read() if resume else None
         if previous is not None:
             before = previous.get("settings", {})

@@ -54,6 +54,8 @@ class PipelineBaseData:
     no_binary: bool = False
     no_overlay: bool = False
     mask_videos: bool = False
+    # Exports for training data (sowlv2.export): formats written under <result>/export/<format>/.
+    export: list[str] = field(default_factory=list)
     # Video.
     frames: bool = False
     fps: float | None = None
@@ -112,6 +114,9 @@ class PipelineBaseData:
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise UsageError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+        from ..export import check_formats
+
+        self.export = check_formats(self.export)
         if self.engine not in ENGINES:
             raise UsageError(f"engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         _min("workers", self.workers, 1)
@@ -213,6 +218,7 @@ _FIELD_TYPES: dict[str, str] = {
     "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int", "vjepa2_clips_per_pass": "int",
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
+    "export": "strlist",
     "input_list": "str?", "engine": "str", "ray_address": "str?", "workers": "int?", "gpus_per_worker": "float?",
     "cpus_per_worker": "int?",
 }

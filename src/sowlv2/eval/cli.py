@@ -144,9 +144,11 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def demo_main(argv: list[str]) -> int:
     """``sowlv2 demo``: :func:`sowlv2.demo.run_demo`, then the score table and where the outputs are."""
+    from ..cli import setup_logging
     from ..demo import run_demo
 
     args = demo_parser().parse_args(argv)
+    setup_logging(False, args.quiet)  # as the main command: no transformers loading bars, our log lines
     metrics, result = run_demo(args.output, args.seed, args.frames, models=args.models, device=args.device,
                                threshold=args.threshold, detect_every=args.detect_every,
                                enable_vjepa2=not args.no_vjepa2, progress=not args.quiet)

@@ -145,6 +145,7 @@ class Sam2VideoTracker:
         """Forget every object and frame: call at the start of each video."""
         self.session = self.processor.init_video_session(
             video=None, inference_device=self.device, dtype=self.dtype)
+        check_session(self.session)
         self._t = -1                      # session index of the current frame
         self._frame_index: int | None = None
         self._size: tuple[int, int] | None = None
@@ -343,6 +344,26 @@ class Sam2VideoTracker:
                     del frames[f]
         for f in [f for f in (s.processed_frames or {}) if f < t]:
             del s.processed_frames[f]
+
+
+# The inference session's fields that the bounded session reads and prunes (private to transformers
+# 5.x; pyproject pins transformers < 6 and this check names the version when they are gone).
+SESSION_FIELDS = ("obj_ids", "output_dict_per_obj", "frames_tracked_per_obj", "point_inputs_per_obj",
+                  "mask_inputs_per_obj", "processed_frames", "cache")
+
+
+def check_session(session) -> None:
+    """Raise ModelLoadError if the session lacks a field the bounded session relies on."""
+    missing = [f for f in SESSION_FIELDS if not hasattr(session, f)]
+    if not missing and not hasattr(session.cache, "_vision_features"):
+        missing = ["cache._vision_features"]
+    if missing:
+        import transformers
+
+        raise ModelLoadError(
+            f"transformers {transformers.__version__} changed the video session that SOWLv2's bounded "
+            f"tracker prunes (missing: {', '.join(missing)}); install the supported version: "
+            "pip install 'transformers>=5,<6'")
 
 
 def _storage_bytes(obj, seen: set | None = None) -> int:
