@@ -201,6 +201,7 @@ def test_two_workers_one_killed_give_the_local_results(cluster, tmp_path, mixed,
     assert killed, "no worker was killed: the run ended first"
     run = _run_json(out)
     assert run["status"] == "failed" and run["engine"]["workers"] == 2 and run["engine"]["torch_threads"] == 1
+    assert run["settings"]["torch_threads"] == 1  # the workers' count: a result setting
     assert killed[0] in [w["pid"] for w in run["engine"]["workers_at_start"]]
     statuses = {name: rec["status"] for name, rec in run["inputs"].items()}
     assert statuses == {"img0": "done", "img1": "done", "img2": "done", "clip0": "done", "clip1": "done",

@@ -2,7 +2,7 @@
 
     collect inputs (--input file | folder | glob, or --input-list FILE)
         -> check everything (inputs, output folder, result folders it would replace, resume settings)
-        -> OpenRun (output folder ready, run.json open)
+        -> RunPlan (checked, nothing written) -> OpenRun (output folder ready, run.json open)
         -> an engine: ``run_local`` (one input after another in this process) or
            ``engines.ray_engine.run_ray`` (Ray actors on one or many machines)
         -> run.json closed: done | failed | interrupted
@@ -16,6 +16,7 @@ stops the run; Ctrl-C marks run.json ``interrupted`` and removes unfinished resu
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,27 +107,32 @@ def skipped_report(item: InputItem, out_root: Path) -> InputReport:
 
 def remove_partial(out_root: Path, item: InputItem) -> None:
     """Remove what an unfinished attempt at ``item`` left (its ``.<name>.partial`` folder), if anything."""
-    import shutil
-
     p = partial_dir(out_root / item.name)
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p, ignore_errors=True)
 
 
-def open_run(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None,  # noqa: A002
-             engine: dict | None = None) -> OpenRun:
-    """Check everything that can be checked, then prepare the output folder and open run.json.
+@dataclass
+class RunPlan:
+    """What a run will do, checked, before anything is written: its inputs, prompts and output folder."""
+
+    items: list[InputItem]
+    prompts: list[str]
+    out_root: Path
+
+
+def plan_run(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None) -> RunPlan:  # noqa: A002
+    """Check everything that can be checked before anything is written.
 
     Args:
         pipeline: its config gives the settings (``input``, ``input_list``, ``frames``, ``resume``...).
         input: a file, folder or glob (default: ``config.input``; ``config.input_list`` when neither).
         prompts: text prompts (default: the config's).
         output_dir: the output folder (default: ``config.output``).
-        engine: what run.json records under ``engine`` (name, workers, torch threads...).
 
     Raises:
-        UsageError: no input, a missing input, an unusable output folder, a result folder that SOWLv2
-            did not write, or --resume with different settings. Nothing is written then.
+        UsageError: no input, a missing input, an unusable output folder, or a result folder that
+            SOWLv2 did not write.
         InputError: a folder without images or videos.
     """
     config = pipeline.config
@@ -141,14 +147,29 @@ def open_run(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None
     check_output_dir(out_root, config)
     for item in items:
         check_replaceable(out_root / item.name)
+    return RunPlan(items, prompts, out_root)
+
+
+def open_run(pipeline: SOWLv2Pipeline, plan: RunPlan, engine: dict, torch_threads: int | None = None) -> OpenRun:
+    """Prepare the output folder and open run.json (recording ``engine``: its name, workers...).
+
+    Args:
+        torch_threads: torch's thread count of the processes that process the inputs (default: this
+            process's); a result setting, so ``--resume`` needs the same.
+
+    Raises:
+        UsageError: the output folder cannot be written, or ``--resume`` with different settings.
+    """
+    config = pipeline.config
+    out_root = plan.out_root
     was_empty = not out_root.is_dir() or not any(out_root.iterdir())
     created = prepare_output_dir(out_root)
-    run_log = RunLog(out_root, config, prompts, resume=config.resume)  # checks --resume settings
-    if engine:
-        run_log.set("engine", engine)
+    run_log = RunLog(out_root, config, plan.prompts, resume=config.resume,  # checks --resume settings
+                     torch_threads=torch_threads)
+    run_log.set("engine", engine)
     if config.resume or config.overwrite:
         clean_stale_partials(out_root)
-    return OpenRun(items, prompts, out_root, run_log, was_empty, created)
+    return OpenRun(plan.items, plan.prompts, out_root, run_log, was_empty, created)
 
 
 def run(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
@@ -168,8 +189,8 @@ def run(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None) -> 
         return run_ray(pipeline, input, prompts, output_dir)
     import torch
 
-    opened = open_run(pipeline, input, prompts, output_dir,
-                      engine={"name": "local", "torch_threads": torch.get_num_threads()})
+    plan = plan_run(pipeline, input, prompts, output_dir)
+    opened = open_run(pipeline, plan, engine={"name": "local", "torch_threads": torch.get_num_threads()})
     return run_local(pipeline, opened)
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..errors import ModelLoadError, SOWLv2Error, UsageError
-from ..runner import OpenRun, error_text, failed_report, open_run, remove_partial, skipped_report
+from ..runner import OpenRun, error_text, failed_report, open_run, plan_run, remove_partial, skipped_report
 
 if TYPE_CHECKING:
     from ..io.inputs import InputItem
@@ -201,14 +201,15 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
     """
     ray = import_ray()
     config = pipeline.config
-    opened = open_run(pipeline, input, prompts, output_dir, engine={"name": "ray"})
-    started_here = False
+    plan_ = plan_run(pipeline, input, prompts, output_dir)  # every check before Ray starts
+    t0 = time.perf_counter()
+    started_here = connect(ray, config.ray_address)
+    opened = None
     actors: list = []
     token = None
     try:
-        t0 = time.perf_counter()
-        started_here = connect(ray, config.ray_address)
         plan = plan_workers(config, ray.cluster_resources())
+        opened = open_run(pipeline, plan_, engine={"name": "ray"}, torch_threads=plan["torch_threads"])
         remote = ray.remote(num_cpus=plan["cpus_per_worker"], num_gpus=plan["gpus_per_worker"],
                             max_restarts=MAX_RESTARTS, max_task_retries=0)(SOWLv2Worker)
         log.info("starting %d Ray worker(s): %d CPU(s), %g GPU(s), %d torch thread(s) each", plan["workers"],
@@ -243,7 +244,7 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
     except BaseException as exc:
         if token is not None:
             token.unlink(missing_ok=True)
-        if opened.log.data.get("status") == "running":
+        if opened is not None and opened.log.data.get("status") == "running":
             opened.abort(exc, [])
         raise
     finally:
@@ -253,14 +254,15 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
             token.unlink(missing_ok=True)
         if started_here:
             ray.shutdown()
-        if opened.log.data.get("status") == "running":  # interrupted while starting
+        if opened is not None and opened.log.data.get("status") == "running":  # interrupted while starting
             opened.interrupt([])
 
 
 def _schedule(ray, opened: OpenRun, actors: list, where: dict, progress: bool) -> list[InputReport]:
     """Feed the inputs to the workers, one at a time each, and record results as they arrive."""
     from ray.exceptions import RayActorError
-    from tqdm.auto import tqdm
+
+    from ..progress import progress_bar
 
     items, run_log, out_root = opened.items, opened.log, opened.out_root
     reports: dict[str, InputReport] = {}
@@ -274,7 +276,7 @@ def _schedule(ray, opened: OpenRun, actors: list, where: dict, progress: bool) -
     restarting: dict = {}  # ObjectRef of info() -> actor (a worker Ray is restarting)
     tries: dict[str, int] = {}
     frames, t_start = 0, time.perf_counter()
-    bar = tqdm(total=len(pending), desc="inputs", unit="input", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(pending), "inputs", progress, unit="input")
     try:
         while pending or running:
             while pending and free:
