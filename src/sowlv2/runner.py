@@ -71,13 +71,17 @@ class OpenRun:
         self._discard_if_empty()
 
     def interrupt(self, running: list[InputItem]) -> None:
-        """Ctrl-C / SIGTERM: the inputs it was on (and the run) are marked interrupted."""
-        for item in running:
+        """Ctrl-C / SIGTERM: the inputs it was on (``running``, and any other input run.json says is
+        running, e.g. one waiting for a retry) and the run are marked interrupted; their unfinished
+        results are removed."""
+        by_name = {item.name: item for item in self.items}
+        waiting = [by_name[name] for name, rec in self.log.data["inputs"].items()
+                   if rec.get("status") == "running" and name in by_name]
+        for item in {it.name: it for it in [*running, *waiting]}.values():
             remove_partial(self.out_root, item)
-        for item in running[1:]:
             rec = self.log.data["inputs"].setdefault(item.name, {"path": str(item.path), "kind": item.kind})
             rec["status"] = "interrupted"
-        self.log.interrupt(running[0] if running else None)
+        self.log.interrupt()
 
     def _discard_if_empty(self) -> None:
         if self.was_empty and not self.log.any_done():
