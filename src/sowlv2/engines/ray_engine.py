@@ -210,6 +210,9 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
     try:
         plan = plan_workers(config, ray.cluster_resources())
         opened = open_run(pipeline, plan_, engine={"name": "ray"}, torch_threads=plan["torch_threads"])
+        if config.resume or config.overwrite:  # a token left by a driver killed while starting
+            for stale in opened.out_root.glob(f"{TOKEN_PREFIX}*"):
+                stale.unlink(missing_ok=True)
         remote = ray.remote(num_cpus=plan["cpus_per_worker"], num_gpus=plan["gpus_per_worker"],
                             max_restarts=MAX_RESTARTS, max_task_retries=0)(SOWLv2Worker)
         log.info("starting %d Ray worker(s): %d CPU(s), %g GPU(s), %d torch thread(s) each", plan["workers"],
