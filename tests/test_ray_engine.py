@@ -56,7 +56,8 @@ def cluster(tmp_path_factory):
     env = {"RAY_TMPDIR": str(base / "t"), "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(hook), SRC, os.environ.get("PYTHONPATH", "")]),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None, "RAY_USAGE_STATS_ENABLED": None}  # None: the engine sets it
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": None, "RAY_USAGE_STATS_ENABLED": None,
+           "RAY_worker_niceness": None}  # None: the engine sets it
     saved = {k: os.environ.get(k) for k in env}
     for k, v in env.items():
         if v is None:
@@ -164,6 +165,8 @@ def test_ray_started_by_the_engine_listens_on_loopback_only(cluster):
                  for c in _connections(p) if c.status == psutil.CONN_LISTEN]
     assert len(listening) >= 3  # gcs_server, raylet, the driver's core worker at least
     assert all(addr.ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for _, addr in listening), listening
+    # Workers at the driver's priority (Ray's default is niceness 15).
+    assert ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote()) == os.nice(0)
 
 
 def _connections(p):

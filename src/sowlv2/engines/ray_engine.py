@@ -180,9 +180,12 @@ def connect(ray, address: str | None) -> bool:
 
 def _local_only(ray) -> None:
     """Make the Ray that this process starts for itself listen on 127.0.0.1 only (what Ray does on
-    macOS and Windows), and send no usage statistics; a cluster started with ``ray start`` is the
-    user's to configure. Environment variables already set are left as they are."""
+    macOS and Windows), send no usage statistics, and run its workers at the driver's priority (Ray's
+    default niceness of 15 makes them yield to every other process on the machine, where the local
+    engine would not); a cluster started with ``ray start`` is the user's to configure. Environment
+    variables already set are left as they are."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_worker_niceness", str(os.nice(0)))  # read by the raylet at start
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read by Ray's processes at start
     try:  # this process imported Ray already, and Ray reads the variable when imported
         from ray._private import ray_constants
