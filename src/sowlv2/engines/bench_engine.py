@@ -55,6 +55,24 @@ def make_videos(folder: Path, count: int, frames: int, size: tuple[int, int] = (
     return paths
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(idle, total) jiffies of the whole machine from /proc/stat (Linux), or None."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return values[3] + values[4], sum(values)
+
+
+def _autogroup() -> bool | None:
+    """Whether Linux groups CPU shares by session (autogroup): then every process of this run (the
+    driver, Ray, both workers) shares one session's share of a busy machine, however many workers."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
+
+
 def _run(folder: Path, out: Path, workers: int, prompts: list[str]) -> dict:
     from ..data.config import PipelineBaseData
     from ..pipeline import SOWLv2Pipeline
@@ -62,16 +80,22 @@ def _run(folder: Path, out: Path, workers: int, prompts: list[str]) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     config = PipelineBaseData(owl_model="demo", sam_model="demo", device="cpu", engine="ray", workers=workers,
                               cpus_per_worker=1, progress=False)
+    ticks0 = _cpu_ticks()
     t0 = time.perf_counter()
     reports = SOWLv2Pipeline(config).process(str(folder), prompts, str(out))
     wall = time.perf_counter() - t0
+    ticks1 = _cpu_ticks()
+    idle = (round((ticks1[0] - ticks0[0]) / max(ticks1[1] - ticks0[1], 1), 3)
+            if ticks0 and ticks1 else None)
     run = json.loads((out / "run.json").read_text())
     frames = sum(r.frames for r in reports)
     start = run["engine"]["start_seconds"]
     return {"workers": workers, "wall_s": round(wall, 3), "start_s": start, "frames": frames,
             "inputs_done": sum(r.status == "done" for r in reports),
             "frames_per_s_after_start": round(frames / max(wall - start, 1e-9), 3),
-            "frames_per_s_wall": round(frames / wall, 3), "loadavg": [round(x, 2) for x in os.getloadavg()]}
+            "frames_per_s_wall": round(frames / wall, 3), "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "machine_idle_share": idle,
+            "input_seconds": [run["inputs"][r.name]["seconds"] for r in reports if r.status == "done"]}
 
 
 def run_bench(videos: int = 8, frames: int = 32, repeats: int = 2, work: Path | None = None) -> dict:
@@ -110,7 +134,8 @@ def run_bench(videos: int = 8, frames: int = 32, repeats: int = 2, work: Path | 
             "ray_started_here": started, "runs": runs,
             "frames_per_s_1_worker": one, "frames_per_s_2_workers": two, "ratio": round(two / one, 3),
             "ratio_wall": round(two_wall / one_wall, 3), "target_ratio": TARGET_RATIO,
-            "pass": two / one >= TARGET_RATIO, "loadavg_before": [round(x, 2) for x in load_before],
+            "pass": two / one >= TARGET_RATIO, "autogroup": _autogroup(),
+            "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "versions": {"sowlv2": __version__, "ray": _ray.__version__, "torch": torch.__version__,
                          "python": platform.python_version()},
@@ -122,17 +147,23 @@ def to_markdown(r: dict) -> str:
              f"{r['videos']} videos x {r['frames_per_video']} frames ({r['size'][0]}x{r['size'][1]}), demo models, "
              f"CPU, 1 CPU and 1 torch thread per worker, {r['cpu_count']} cores; {r['repeats']} run(s) per worker "
              "count, alternating. Command: `python -m sowlv2.engines.bench_engine`.", "",
-             "| workers | wall s | workers' start s | frames/s after start | frames/s wall | load average (1 min) |",
-             "|---|---|---|---|---|---|"]
+             "| workers | wall s | workers' start s | frames/s after start | frames/s wall | median s per input "
+             "| machine idle | load average (1 min) |",
+             "|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:
         lines.append(f"| {x['workers']} | {x['wall_s']} | {x['start_s']} | {x['frames_per_s_after_start']} | "
-                     f"{x['frames_per_s_wall']} | {x['loadavg'][0]} |")
+                     f"{x['frames_per_s_wall']} | {statistics.median(x['input_seconds']):.2f} | "
+                     f"{x['machine_idle_share']} | {x['loadavg'][0]} |")
     lines += ["", f"- Throughput ratio 2 / 1 workers (medians, after the workers' start): **{r['ratio']}** "
               f"(target >= {r['target_ratio']}: {'PASS' if r['pass'] else 'FAIL'}); on wall time: {r['ratio_wall']}",
               f"- Ray start-up (`ray.init` of a local instance, measured separately): {r['ray_init_s']} s; "
               "each run's workers' start (process, imports, models) is the 'workers' start' column",
               f"- Load average before / after: {r['loadavg_before']} / {r['loadavg_after']} "
-              "(other processes on the machine take CPU from the workers and distort the ratio)", ""]
+              "(other processes on the machine take CPU from the workers and distort the ratio); "
+              "machine idle: the share of all cores idle during the run",
+              f"- Linux autogroup scheduling: {r['autogroup']} (when on, every process of this session, both "
+              "workers included, shares one session's CPU share of a busy machine: a second worker then "
+              "halves each worker's speed instead of doubling throughput)", ""]
     return "\n".join(lines)
 
 
