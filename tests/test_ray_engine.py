@@ -259,6 +259,13 @@ def test_interrupted_driver_then_resume_with_the_local_engine(cluster, tmp_path,
         assert ((out / n / "results.json").stat().st_mtime_ns, run["inputs"][n]) == stamp, n
     _assert_same_results(reference, out)
 
+    # And the ray engine continues the local engine's run: only broken.png is left to do (and fails).
+    before = {n: (out / n / "results.json").stat().st_mtime_ns for n in run["inputs"] if n != "broken"}
+    assert main(_args(mixed, tiny_owl, tiny_sam, out) + _RAY + ["--resume"]) == 1
+    run = _run_json(out)
+    assert run["engine"]["name"] == "ray" and run["inputs"]["broken"]["status"] == "failed"
+    assert before == {n: (out / n / "results.json").stat().st_mtime_ns for n in before}
+
 
 def test_a_model_that_cannot_be_loaded_stops_the_run_with_the_local_message(cluster, tmp_path, mixed, tiny_owl,
                                                                            tiny_sam, capsys):

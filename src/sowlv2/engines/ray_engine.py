@@ -216,6 +216,8 @@ def run_ray(pipeline: SOWLv2Pipeline, input=None, prompts=None, output_dir=None)
         if config.resume or config.overwrite:  # a token left by a driver killed while starting
             for stale in opened.out_root.glob(f"{TOKEN_PREFIX}*"):
                 stale.unlink(missing_ok=True)
+        if all(opened.log.is_done(it) for it in opened.items):  # --resume of a complete run: no workers
+            return _schedule(ray, opened, [], {}, config.progress)
         remote = ray.remote(num_cpus=plan["cpus_per_worker"], num_gpus=plan["gpus_per_worker"],
                             max_restarts=MAX_RESTARTS, max_task_retries=0)(SOWLv2Worker)
         log.info("starting %d Ray worker(s): %d CPU(s), %g GPU(s), %d torch thread(s) each", plan["workers"],
