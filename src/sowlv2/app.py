@@ -605,8 +605,8 @@ def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
         cancel_btn.click(cancel, None, [status], concurrency_limit=None, show_progress="hidden")
         seek = (f"(f, fps) => {{ const v = document.querySelector('#{VIDEO_ELEM_ID} video'); "
                 "if (v && fps > 0) { v.pause(); v.currentTime = (f + 0.5) / fps; } return [f, fps]; }")
-        slider.release(show, [slider, fps], [frame_image, gallery], js=seek, concurrency_limit=None,
-                       show_progress="hidden")
+        slider.change(show, [slider, fps], [frame_image, gallery], js=seek, concurrency_limit=None,
+                      show_progress="hidden")
     blocks.sowlv2 = web
     return blocks
 
@@ -649,11 +649,19 @@ def serve(pipeline_or_config=None, *, host: str = DEFAULT_HOST, port: int | None
                               max_file_size=f"{max_upload_mb:g}mb", allowed_paths=[str(blocks.sowlv2.jobs.workdir)],
                               ssr_mode=False, mcp_server=False, quiet=quiet, footer_links=[])
     if block:
-        try:
-            blocks.block_thread()
-        finally:
-            blocks.close()
+        wait(blocks)
     return blocks, url
+
+
+def wait(blocks) -> None:
+    """Wait until the server stops; Ctrl-C (or SIGTERM under ``sowlv2``) closes it and returns."""
+    try:
+        while blocks.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        blocks.close()
 
 
 # ---------------------------------------------------------------------- command line
@@ -705,8 +713,8 @@ def serve_main(argv: list[str]) -> int:
         raise UsageError(f"--max-upload-mb: must be positive, got {server['max_upload_mb']:g}")
     if not server["ttl"] > 0:
         raise UsageError(f"--ttl: must be positive, got {server['ttl']:g}")
-    import_gradio()  # before loading models: a missing gradio is reported at once
     config = config_from_args(ns).replace(input=None, prompt=[], progress=False)
+    import_gradio()  # before loading models: a missing gradio is reported at once
     from .pipeline import SOWLv2Pipeline
 
     pipeline = SOWLv2Pipeline(config)
@@ -715,8 +723,6 @@ def serve_main(argv: list[str]) -> int:
                         block=False, quiet=True)
     print(f"sowlv2 serve: {url} (models {config.detector}, {config.tracker} on {pipeline.device}; "
           f"jobs in {blocks.sowlv2.jobs.workdir}; Ctrl-C stops)", flush=True)
-    try:
-        blocks.block_thread()
-    finally:
-        blocks.close()
+    wait(blocks)
+    print("sowlv2 serve: stopped", flush=True)
     return 0
