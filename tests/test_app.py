@@ -13,6 +13,7 @@ Two parts:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -100,6 +101,11 @@ def test_job_store_ttl_and_new_job(tmp_path):
     os.utime(other, (old, old))
     assert store.sweep() == 1
     assert not other.exists() and second.is_dir() and s2.job_dir is None
+    os.utime(second, (old, old))
+    store.running = second  # a job still being written is never swept
+    assert store.sweep() == 0 and second.is_dir()
+    store.running = None
+    assert store.sweep() == 1 and s1.job_dir is None
 
 
 @pytest.fixture(scope="module")
@@ -219,23 +225,30 @@ def test_serve_parser_takes_model_flags_and_yaml(tmp_path):
 
 
 # ---------------------------------------------------------------------- the page in a real browser
-def _browser_or_skip() -> str:
-    """The Chromium executable, or skip (fail with SOWLV2_REQUIRE_BROWSER=1) naming what is missing."""
+def _missing_browser() -> str | None:
+    """Why the browser tests cannot run here (None when they can)."""
     missing = []
     for module in ("playwright", "gradio"):
-        try:
-            __import__(module)
-        except ImportError:
+        if importlib.util.find_spec(module) is None:  # not imported here: gradio takes seconds to import
             missing.append(f"the Python package {module} (pip install -e '.[dev]')")
-    exe = os.environ.get("SOWLV2_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    exe = _chromium()
     if not Path(exe).is_file():
         missing.append(f"Chromium ({exe}; apt-get install -y chromium)")
-    if missing:
-        reason = "browser tests need " + " and ".join(missing)
+    return "browser tests need " + " and ".join(missing) if missing else None
+
+
+def _chromium() -> str:
+    return os.environ.get("SOWLV2_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _browser_or_skip() -> str:
+    """The Chromium executable, or skip (fail with SOWLV2_REQUIRE_BROWSER=1) naming what is missing."""
+    reason = _missing_browser()
+    if reason:
         if os.environ.get("SOWLV2_REQUIRE_BROWSER") == "1":
             pytest.fail(reason + " (SOWLV2_REQUIRE_BROWSER=1)")
         pytest.skip(reason)
-    return exe
+    return _chromium()
 
 
 def _free_port() -> int:
@@ -244,12 +257,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``sowlv2 serve`` with the demo models on a free loopback port, 1 MB upload limit."""
-    _browser_or_skip()
+@pytest.fixture(scope="module", autouse=True)
+def _serve_process(request, tmp_path_factory):
+    """Start ``sowlv2 serve`` (demo models, free loopback port, 1 MB upload limit) as the module starts
+    when a browser test is selected, so that its start-up overlaps the tests without a browser."""
+    wanted = any(item.module is request.module and "page" in item.fixturenames for item in request.session.items)
+    if not wanted or _missing_browser():
+        yield None
+        return
     workdir = tmp_path_factory.mktemp("serve")
-    log_path = workdir.parent / "serve.log"
+    log_path = workdir / "serve.log"
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                        os.environ.get("PYTHONPATH", "")]))
@@ -257,20 +274,27 @@ def server(tmp_path_factory):
            "--host", "127.0.0.1", "--port", str(port), "--workdir", str(workdir / "jobs"), "--max-upload-mb", "1"]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240  # model loading on a busy 2-core machine
     try:
-        while url not in log_path.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sowlv2 serve did not start (exit {proc.poll()}):\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield url, workdir / "jobs", proc
+        yield f"http://127.0.0.1:{port}/", workdir / "jobs", proc, log_path
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(_serve_process):
+    """``(url, job folder, process)`` of the running ``sowlv2 serve``, once it answers."""
+    _browser_or_skip()
+    url, jobs, proc, log_path = _serve_process
+    deadline = time.monotonic() + 240  # model loading on a busy 2-core machine
+    while url not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"sowlv2 serve did not start (exit {proc.poll()}):\n{log_path.read_text()}")
+        time.sleep(0.2)
+    return url, jobs, proc
 
 
 @pytest.fixture(scope="module")
@@ -351,12 +375,27 @@ def test_page_errors(page, tmp_path, world):
     assert "Traceback" not in page.content()
 
 
-def test_cancel_mid_run_leaves_no_job_folder(page, server, world):
+def test_queue_and_cancel_leave_no_job_folder(page, browser, server, world):
+    """A second browser's job waits in the queue with its position shown; Cancel mid-run stops the
+    first, Cancel while queued drops the second; no job folder is left."""
     video, labels, _ = world
     _start(page, str(video), ", ".join(labels))
     page.wait_for_function("() => /[1-9]\\d*\\/16 frames/.test(document.body.innerText)", timeout=90_000)
-    page.click("#sowlv2-cancel")
-    assert _status(page, "Cancelled").startswith("Cancelled: nothing was kept")
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other.route("**/*", lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1:") else r.abort())
+    second = other.new_page()
+    try:
+        second.goto(server[0])
+        second.wait_for_selector("#sowlv2-run")
+        _start(second, str(video), labels[0])
+        second.wait_for_function("() => /queue: *1\\/1/.test(document.querySelector('#sowlv2-status').innerText)",
+                                 timeout=30_000)
+        second.click("#sowlv2-cancel")
+        page.click("#sowlv2-cancel")
+        assert _status(page, "Cancelled").startswith("Cancelled: nothing was kept")
+        assert _status(second, "Cancelled").startswith("Cancelled: nothing was kept")
+    finally:
+        other.close()
     assert not list(server[1].glob("job-*"))
 
 

@@ -168,6 +168,7 @@ class JobStore:
         self.ttl_s = float(ttl_s)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.sessions: dict[str, Session] = {}
+        self.running: Path | None = None  # the job folder being written (never swept)
         self._lock = threading.Lock()
 
     def session(self, key: str) -> Session:
@@ -198,7 +199,7 @@ class JobStore:
                 age = now - job.stat().st_mtime
             except OSError:
                 continue
-            if age > self.ttl_s:
+            if age > self.ttl_s and job != self.running:
                 shutil.rmtree(job, ignore_errors=True)
                 removed += 1
         with self._lock:
@@ -358,7 +359,7 @@ class WebApp:
         report(0, None, "waiting for the models")
         with self.lock:
             self.jobs.sweep()
-            job = self.jobs.new_job(session)
+            job = self.jobs.running = self.jobs.new_job(session)
             try:
                 inputs = job / "inputs"
                 inputs.mkdir()
@@ -394,7 +395,8 @@ class WebApp:
                             stage = "writing the results"
                         elapsed = time.perf_counter() - t0
                         eta = f", about {elapsed / done * (total - done):.0f} s left" if total and done else ""
-                        report(done, total, f"{stage}: {done}/{total or '?'} frames, {elapsed:.0f} s{eta}")
+                        unit = "frames" if kind == "video" else "images"
+                        report(done, total, f"{stage}: {done}/{total or '?'} {unit}, {elapsed:.0f} s{eta}")
 
                     report(n if kind == "images" else 0, len(items) if kind == "images" else None,
                            f"{item.name}: starting")
@@ -410,6 +412,8 @@ class WebApp:
             except BaseException:
                 self.jobs.remove(session)
                 raise
+            finally:
+                self.jobs.running = None
 
     def zip_path(self, session: Session) -> Path | None:
         if session.job_dir is None:
@@ -524,7 +528,7 @@ def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
                                        elem_id="sowlv2-frame", height=360)
                 slider = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="sowlv2-slider")
                 fps = gr.Number(value=0.0, visible=False)
-                gallery = gr.Gallery(label="Objects of this frame", columns=6, height=200, visible=False,
+                gallery = gr.Gallery(label="Objects of this frame", columns=4, height=260, visible=False,
                                      object_fit="contain", elem_id="sowlv2-gallery")
                 tracks = gr.Dataframe(headers=TRACK_HEADERS, label="Tracks", interactive=False, visible=False,
                                       elem_id="sowlv2-tracks")
