@@ -379,6 +379,7 @@ def test_queue_and_cancel_leave_no_job_folder(page, browser, server, world):
     """A second browser's job waits in the queue with its position shown; Cancel mid-run stops the
     first, Cancel while queued drops the second; no job folder is left."""
     video, labels, _ = world
+    before = set(server[1].glob("job-*"))  # other pages' finished jobs stay until their TTL
     _start(page, str(video), ", ".join(labels))
     page.wait_for_function("() => /[1-9]\\d*\\/16 frames/.test(document.body.innerText)", timeout=90_000)
     other = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -396,36 +397,95 @@ def test_queue_and_cancel_leave_no_job_folder(page, browser, server, world):
         assert _status(second, "Cancelled").startswith("Cancelled: nothing was kept")
     finally:
         other.close()
-    assert not list(server[1].glob("job-*"))
+    assert set(server[1].glob("job-*")) == before
 
 
-def _library_run(video: Path, labels: list[str], out: Path) -> dict:
-    """The library's own run of the same input with the page's default settings."""
-    from sowlv2.io.inputs import discover_inputs
+_DROP_JS = """([selector, files]) => {
+    const dt = new DataTransfer();
+    for (const [name, b64, type] of files) {
+        const bin = atob(b64);
+        const bytes = new Uint8Array(bin.length);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        dt.items.add(new File([bytes], name, {type}));
+    }
+    const target = document.querySelector(selector);
+    for (const type of ["dragenter", "dragover", "drop"])
+        target.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+}"""
+
+
+def _rows(page) -> list[list[str]]:
+    """The cells of the tracks table, row by row."""
+    return [[c.strip() for c in r.locator("[role=gridcell]").all_inner_texts()]
+            for r in page.locator("#sowlv2-tracks .virtual-body [role=row]").all()]
+
+
+@pytest.fixture(scope="module")
+def lib_pipe():
+    """The library's own pipeline with the page's default settings (for comparisons)."""
     from sowlv2.pipeline import SOWLv2Pipeline
 
-    pipe = SOWLv2Pipeline(PipelineBaseData(owl_model="demo", sam_model="demo", device="cpu", progress=False))
+    return SOWLv2Pipeline(PipelineBaseData(owl_model="demo", sam_model="demo", device="cpu", progress=False))
+
+
+def test_images_dropped_into_the_page(page, tmp_path, lib_pipe):
+    """Two images dropped onto the upload area (a drag-and-drop event): one overlay per image, a slider
+    over the images, and the tracks table equal to the library's own run of each image."""
+    import base64
+
+    from sowlv2.eval.world import iter_world_video
+    from sowlv2.io.inputs import discover_inputs
+
+    files = []
+    for k, (rgb, _) in enumerate(iter_world_video((0, 0), 2)):
+        path = tmp_path / f"img{k}.png"
+        Image.fromarray(rgb).save(path)
+        files.append([path.name, base64.b64encode(path.read_bytes()).decode(), "image/png"])
+    page.evaluate(_DROP_JS, ["#sowlv2-files button", files])
+    page.wait_for_function("() => document.querySelectorAll('#sowlv2-files .file-preview tr').length === 2")
+    page.locator("#sowlv2-prompts textarea").fill("red triangle\nyellow square")
+    page.click("#sowlv2-run")
+    lib = []
+    for k in range(2):
+        out = lib_pipe.process_input(discover_inputs(tmp_path / f"img{k}.png")[0], ["red triangle", "yellow square"],
+                                 tmp_path / "lib")
+        lib += [[f"img{k}", str(t["id"]), t["label"], "0", "0", f"{round(t['best_score'], 3):g}"]
+                for t in json.loads((Path(out.output) / "results.json").read_text())["tracks"]]
+    assert _status(page, "Done").startswith(f"Done: {len(lib)} object(s) in 2 image(s)")
+    page.wait_for_function("() => { const i = document.querySelector('#sowlv2-frame img'); "
+                           "return i && i.complete && i.naturalWidth === 320; }")
+    assert "Image" in page.locator("#sowlv2-slider").inner_text()
+    page.wait_for_function("(n) => document.querySelectorAll('#sowlv2-tracks .virtual-body [role=row]').length === n",
+                           arg=len(lib))
+    assert [[*r[:5], f"{float(r[5]):g}"] for r in _rows(page)] == lib
+
+
+def _library_run(pipe, video: Path, labels: list[str], out: Path) -> dict:
+    """The library's own run of the same input."""
+    from sowlv2.io.inputs import discover_inputs
+
     report = pipe.process_input(discover_inputs(video)[0], labels, out)
     return json.loads((Path(report.output) / "results.json").read_text())
 
 
-def test_failing_job_then_video_run(page, server, world, tmp_path):
+def test_failing_job_then_video_run(page, server, world, tmp_path, lib_pipe):
     """A job that fails (a detector folder that does not exist, typed in the page) is reported and the
     server goes on; then the world video runs: the overlay video plays, the tracks table and the zip's
     results.json agree with the library's own run of the same video."""
     video, labels, info = world
+    before = set(server[1].glob("job-*"))  # other pages' finished jobs stay until their TTL
     page.click("text=Models and settings")
     det = page.locator("#sowlv2-detector input")
     det.fill("./no/such/detector")
     det.press("Enter")
     _start(page, str(video), ", ".join(labels))
     assert "model folder not found" in _toast(page, "no/such/detector")
-    assert not list(server[1].glob("job-*")) and server[2].poll() is None
+    assert set(server[1].glob("job-*")) == before and server[2].poll() is None
 
     det.fill("demo")
     det.press("Enter")
     page.click("#sowlv2-run")
-    expected = _library_run(video, labels, tmp_path / "lib")  # meanwhile, in this process
+    expected = _library_run(lib_pipe, video, labels, tmp_path / "lib")  # meanwhile, in this process
     status = _status(page, "Done", timeout_ms=150_000)
     assert f"{len(expected['tracks'])} object(s) in {FRAMES} frames" in status
 
@@ -449,8 +509,7 @@ def test_failing_job_then_video_run(page, server, world, tmp_path):
     assert std > 5.0  # a blank or single-colour frame has ~0
 
     # The tracks table is results.json's "tracks".
-    rows = [[c.strip() for c in r.locator("[role=gridcell]").all_inner_texts()]
-            for r in page.locator("#sowlv2-tracks .virtual-body [role=row]").all()]
+    rows = _rows(page)
     table = [(int(r[1]), r[2], int(r[3]), int(r[4]), float(r[5])) for r in rows]
     lib = [(t["id"], t["label"], t["first_frame"], t["last_frame"], round(t["best_score"], 3))
            for t in expected["tracks"]]

@@ -600,13 +600,13 @@ def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
 
         def cancel(request: gr.Request):
             web.jobs.session(request.session_hash).cancel.set()
-            return "Cancelling…"
+            gr.Info("Cancelling: the job stops after the current frame.")
 
         outputs = [status, video, frame_image, slider, gallery, tracks, download, fps]
         run_btn.click(arm, [files, prompts, *settings_inputs], [status], concurrency_limit=None,
                       show_progress="hidden").success(
             run, [files, prompts, *settings_inputs], outputs, concurrency_limit=1, concurrency_id="models")
-        cancel_btn.click(cancel, None, [status], concurrency_limit=None, show_progress="hidden")
+        cancel_btn.click(cancel, None, None, concurrency_limit=None, show_progress="hidden")
         seek = (f"(f, fps) => {{ const v = document.querySelector('#{VIDEO_ELEM_ID} video'); "
                 "if (v && fps > 0) { v.pause(); v.currentTime = (f + 0.5) / fps; } return [f, fps]; }")
         slider.change(show, [slider, fps], [frame_image, gallery], js=seek, concurrency_limit=None,
