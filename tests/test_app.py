@@ -106,6 +106,9 @@ def test_job_store_ttl_and_new_job(tmp_path):
     assert store.sweep() == 0 and second.is_dir()
     store.running = None
     assert store.sweep() == 1 and s1.job_dir is None
+    store.new_job(s1)
+    store.clear()  # the server stops: no job folder, no (empty) work folder
+    assert not store.workdir.exists()
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +188,16 @@ def test_cancel_and_failure_leave_no_job_folder(demo_app, world):
                      progress=lambda d, t, desc: jobs.add(session.job_dir))
     jobs.discard(None)
     assert len(jobs) == 1 and not jobs.pop().exists() and session.job_dir is None
+
+
+def test_vjepa2_key_frames_reuse_one_encoder(demo_app):
+    """Key frames "V-JEPA 2 (budget)": each job gets a fresh selector with the page's budget, and the
+    encoder (loaded on first use) is made once for every job."""
+    config = demo_app.job_config("demo", "demo", 0.2, "V-JEPA 2 (budget)", 5, 0.3)
+    assert config.enable_vjepa2 and config.keyframe_budget == 0.3
+    first, second = demo_app.models.selector_factory(config)(), demo_app.models.selector_factory(config)()
+    assert first is not second and first.optimizer is second.optimizer and first.budget == 0.3
+    assert demo_app.models.selector_factory(demo_app.job_config("demo", "demo", 0.2, "every N frames", 5, 0.3)) is None
 
 
 def test_serve_without_gradio_is_one_clear_line(monkeypatch, capsys):
@@ -279,9 +292,12 @@ def _serve_process(request, tmp_path_factory):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # SIGTERM stops the server cleanly and takes the job folders (and the emptied work folder) along.
+    assert proc.returncode == 0 and "sowlv2 serve: stopped" in log_path.read_text(), log_path.read_text()
+    assert not (workdir / "jobs").exists()
 
 
 @pytest.fixture(scope="module")

@@ -190,6 +190,15 @@ class JobStore:
             shutil.rmtree(session.job_dir, ignore_errors=True)
         session.job_dir, session.view = None, None
 
+    def clear(self) -> None:
+        """Remove every job folder (the server is stopping), and the work folder itself when empty."""
+        for job in self.workdir.glob("job-*"):
+            shutil.rmtree(job, ignore_errors=True)
+        try:
+            self.workdir.rmdir()
+        except OSError:
+            pass  # the user's folder holds other things: left as it is
+
     def sweep(self, now: float | None = None) -> int:
         """Remove job folders older than the TTL (and forget idle sessions). Returns how many folders."""
         now = time.time() if now is None else now
@@ -559,7 +568,7 @@ def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
 
             hidden = [gr.update(visible=False)] * 6
             try:
-                kind, prompt_list = web.check(file_list, text, _settings(det, trk, thr, kf, ev, bud))
+                _, prompt_list = web.check(file_list, text, _settings(det, trk, thr, kf, ev, bud))
                 t0 = time.perf_counter()
                 view = web.run(session, list(file_list), prompt_list, _settings(det, trk, thr, kf, ev, bud),
                                progress=report)
@@ -615,9 +624,6 @@ def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
     return blocks
 
 
-_SWEEPERS: dict[int, threading.Thread] = {}
-
-
 def _start_sweeper(jobs: JobStore) -> None:
     """Remove expired job folders in the background (a daemon thread per store)."""
     period = max(1.0, min(60.0, jobs.ttl_s / 4))
@@ -630,9 +636,7 @@ def _start_sweeper(jobs: JobStore) -> None:
             except Exception:  # noqa: BLE001 - keep sweeping
                 log.debug("sweeping job folders failed", exc_info=True)
 
-    thread = threading.Thread(target=loop, name="sowlv2-job-sweeper", daemon=True)
-    thread.start()
-    _SWEEPERS[id(jobs)] = thread
+    threading.Thread(target=loop, name="sowlv2-job-sweeper", daemon=True).start()
 
 
 def serve(pipeline_or_config=None, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
@@ -658,7 +662,8 @@ def serve(pipeline_or_config=None, *, host: str = DEFAULT_HOST, port: int | None
 
 
 def wait(blocks) -> None:
-    """Wait until the server stops; Ctrl-C (or SIGTERM under ``sowlv2``) closes it and returns."""
+    """Wait until the server stops; Ctrl-C (or SIGTERM under ``sowlv2``) closes it, removes the job
+    folders, and returns."""
     try:
         while blocks.is_running:
             time.sleep(0.2)
@@ -666,6 +671,9 @@ def wait(blocks) -> None:
         pass
     finally:
         blocks.close()
+        web = getattr(blocks, "sowlv2", None)
+        if web is not None:
+            web.jobs.clear()
 
 
 # ---------------------------------------------------------------------- command line
@@ -701,6 +709,14 @@ def serve_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def serve_main(argv: list[str]) -> int:
     """``sowlv2 serve ...``: parse, load the models, serve until Ctrl-C. Returns the exit code."""
     from .cli import _setup_logging, config_from_args
@@ -722,7 +738,8 @@ def serve_main(argv: list[str]) -> int:
     from .pipeline import SOWLv2Pipeline
 
     pipeline = SOWLv2Pipeline(config)
-    blocks, url = serve(pipeline, host=server["host"], port=server["port"] or None, workdir=server["workdir"],
+    port = server["port"] or _free_port(server["host"])
+    blocks, url = serve(pipeline, host=server["host"], port=port, workdir=server["workdir"],
                         max_upload_mb=server["max_upload_mb"], ttl_s=server["ttl"], share=server["share"],
                         block=False, quiet=True)
     print(f"sowlv2 serve: {url} (models {config.detector}, {config.tracker} on {pipeline.device}; "
