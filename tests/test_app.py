@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sowlv2.app import JobCancelled, JobStore, Session, WebApp, _check_uploads, split_prompts
+from sowlv2.app import JobCancelled, JobStore, Session, WebApp, split_prompts
+from sowlv2.app.jobs import _check_uploads
 from sowlv2.data.config import PipelineBaseData
 from sowlv2.errors import UsageError
 

@@ -1,32 +1,13 @@
-"""``sowlv2 serve``: a Gradio web page over ``SOWLv2Pipeline.process_input``.
+"""The web UI's logic without gradio: upload checks, job folders with a TTL, the model cache, running
+one job through ``SOWLv2Pipeline.process_input`` and reading its results for the page."""
 
-Upload an image, several images or a video, type prompts, run, and look at the result in the page:
-the overlay image or the overlay video (H.264, plays in the browser) with a frame slider, a table of
-the tracks, the objects of the chosen frame, and a zip of the whole result folder.
+from __future__ import annotations
 
-Serving rules:
-
-* the models are loaded once, at start, and kept (a model typed in the page is loaded once and cached);
-* one job runs at a time (Gradio's queue with ``concurrency_limit=1`` plus a lock around the models);
-  the others wait in the queue, which shows their position;
-* each job has its own folder under the work folder, removed when the same browser session starts a
-  new job, when it is cancelled or fails, or ``ttl_s`` seconds after it was made;
-* uploads over the limit, files that are neither an image nor a video, and empty prompts get a
-  message in the page; a failing job is reported and the server goes on.
-
-Only the command line (:func:`serve_main`) prints; gradio is imported lazily, so importing this module
-needs only the core dependencies. ``pip install 'sowlv2[app]'`` installs gradio.
-"""
-
-# No "from __future__ import annotations": gradio reads the handlers' annotations (gr.Request) at runtime.
-
-import argparse
 import json
 import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -36,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.config import PipelineBaseData
-from .errors import SOWLv2Error, UsageError
+from ..data.config import PipelineBaseData
+from ..errors import SOWLv2Error, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +29,10 @@ DEFAULT_TTL_S = 3600.0
 MAX_EXTRA_MODELS = 2  # models typed in the page kept per role, besides the configured ones
 VIDEO_ELEM_ID = "sowlv2-video"
 
-
 class JobCancelled(Exception):
     """Raised from ``process_input``'s ``on_frame`` when the user presses Cancel: the input is
     abandoned and nothing half-written is left."""
 
-
-def import_gradio():
-    """Import gradio with its analytics off; a clear SOWLv2Error when it is not installed."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio as gr
-    except ImportError:
-        raise SOWLv2Error("the web UI needs gradio, which is not installed: pip install 'sowlv2[app]'") from None
-    return gr
 
 
 def split_prompts(text: str | None) -> list[str]:
@@ -101,7 +72,7 @@ class ModelCache:
             return getattr(self.pipeline, role)  # loaded on first use and kept by the pipeline
         key = (role, name)
         if key not in self._extra:
-            from .models import registry
+            from ..models import registry
 
             log.info("loading the %s %s", role, name)
             self._extra[key] = registry.load(role, name, self.pipeline.device, self.pipeline.config.dtype)
@@ -116,8 +87,8 @@ class ModelCache:
         (model, frames per clip) and reused by every job."""
         if not config.enable_vjepa2:
             return None
-        from .keyframes import VJepa2Selector
-        from .optimizations import create_vjepa2_optimizer
+        from ..keyframes import VJepa2Selector
+        from ..optimizations import create_vjepa2_optimizer
 
         key = (config.vjepa2_model, config.vjepa2_frames_per_clip)
         if key not in self._encoders:
@@ -229,9 +200,9 @@ def _check_uploads(paths: list[Path], max_upload_mb: float) -> str:
     """
     from PIL import Image, UnidentifiedImageError
 
-    from .errors import InputError
-    from .io.images import IMAGE_SUFFIXES
-    from .io.video import VIDEO_SUFFIXES, probe_video
+    from ..errors import InputError
+    from ..io.images import IMAGE_SUFFIXES
+    from ..io.video import VIDEO_SUFFIXES, probe_video
 
     if not paths:
         raise UsageError("upload an image, several images or a video first")
@@ -356,8 +327,8 @@ class WebApp:
             JobCancelled: Cancel was pressed (the job folder is removed).
             SOWLv2Error: the input or a setting is wrong (the job folder is removed).
         """
-        from .io.inputs import discover_inputs, result_name
-        from .pipeline import SOWLv2Pipeline
+        from ..io.inputs import discover_inputs, result_name
+        from ..pipeline import SOWLv2Pipeline
 
         def report(done, total, desc):
             if progress is not None:
@@ -463,287 +434,3 @@ def _clean_message(exc: BaseException, *folders: Path | None) -> str:
     if not isinstance(exc, SOWLv2Error):
         text = f"internal error: {type(exc).__name__}: {text}"
     return text
-
-
-# ---------------------------------------------------------------------- the page
-def build_app(pipeline_or_config=None, *, workdir: str | Path | None = None,
-              max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, ttl_s: float = DEFAULT_TTL_S, preload: bool = True):
-    """Build the Gradio page (``gr.Blocks``) around a pipeline, for ``launch()`` or embedding.
-
-    Args:
-        pipeline_or_config: a ``SOWLv2Pipeline`` (its models serve every job), a ``PipelineBaseData``,
-            or None (the default settings).
-        workdir: folder of the job folders (default: a new temporary folder).
-        max_upload_mb: largest upload accepted per file, in MB (also pass it to ``launch(max_file_size=)``,
-            as :func:`serve` does, so the browser refuses it before uploading).
-        ttl_s: seconds a job folder is kept.
-        preload: load the configured detector and tracker now rather than at the first job.
-
-    Returns:
-        The ``gr.Blocks``; its ``sowlv2`` attribute is the :class:`WebApp` behind it.
-
-    Raises:
-        SOWLv2Error: gradio is not installed; ModelLoadError: a configured model cannot be loaded.
-    """
-    gr = import_gradio()
-    from .pipeline import SOWLv2Pipeline
-
-    if isinstance(pipeline_or_config, SOWLv2Pipeline):
-        pipeline = pipeline_or_config
-    else:
-        config = pipeline_or_config if pipeline_or_config is not None else PipelineBaseData()
-        pipeline = SOWLv2Pipeline(config.replace(progress=False))
-    if workdir is None:
-        workdir = tempfile.mkdtemp(prefix="sowlv2-serve-")
-    web = WebApp(pipeline, Path(workdir), max_upload_mb=max_upload_mb, ttl_s=ttl_s)
-    if preload:
-        web.models.preload()
-    _start_sweeper(web.jobs)
-    cfg = pipeline.config
-    det_choices = list(dict.fromkeys([cfg.detector, "demo"]))
-    trk_choices = list(dict.fromkeys([cfg.tracker, "demo"]))
-
-    with gr.Blocks(title="SOWLv2", analytics_enabled=False, delete_cache=(int(max(60, ttl_s)), int(ttl_s))) as blocks:
-        gr.Markdown("## SOWLv2 — text-prompted segmentation and tracking\n"
-                    "Upload an image, several images or a video, say what to find, and run.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                files = gr.File(label="Image(s) or a video", file_count="multiple", file_types=["image", "video"],
-                                elem_id="sowlv2-files")
-                prompts = gr.Textbox(label="Prompts (one per line, or comma separated)", lines=3,
-                                     placeholder="red circle\nblue square", elem_id="sowlv2-prompts")
-                with gr.Accordion("Models and settings", open=False):
-                    detector = gr.Dropdown(det_choices, value=cfg.detector, allow_custom_value=True,
-                                           label="Detector (hub id, folder or 'demo')", elem_id="sowlv2-detector")
-                    tracker = gr.Dropdown(trk_choices, value=cfg.tracker, allow_custom_value=True,
-                                          label="Tracker (hub id, folder or 'demo')", elem_id="sowlv2-tracker")
-                    threshold = gr.Slider(0.0, 1.0, value=cfg.threshold, step=0.01, label="Detection threshold",
-                                          elem_id="sowlv2-threshold")
-                    keyframes = gr.Radio(["every N frames", "V-JEPA 2 (budget)"],
-                                         value="V-JEPA 2 (budget)" if cfg.enable_vjepa2 else "every N frames",
-                                         label="Key frames (where the detector runs)")
-                    every = gr.Number(value=cfg.detect_every, precision=0, minimum=1, label="N (every N frames)",
-                                      elem_id="sowlv2-every")
-                    budget = gr.Slider(0.01, 1.0, value=cfg.keyframe_budget, step=0.01,
-                                       label="V-JEPA 2 budget (share of frames)")
-                with gr.Row():
-                    run_btn = gr.Button("Run", variant="primary", elem_id="sowlv2-run")
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="sowlv2-cancel")
-                status = gr.Markdown("", elem_id="sowlv2-status")
-            with gr.Column(scale=2):
-                video = gr.Video(label="Overlay video", visible=False, interactive=False, elem_id=VIDEO_ELEM_ID,
-                                 buttons=["download"], height=360)
-                frame_image = gr.Image(label="Overlay", type="filepath", interactive=False, visible=False,
-                                       elem_id="sowlv2-frame", height=360)
-                slider = gr.Slider(0, 1, value=0, step=1, label="Frame", visible=False, elem_id="sowlv2-slider")
-                fps = gr.Number(value=0.0, visible=False)
-                gallery = gr.Gallery(label="Objects of this frame", columns=4, height=260, visible=False,
-                                     object_fit="contain", elem_id="sowlv2-gallery")
-                tracks = gr.Dataframe(headers=TRACK_HEADERS, label="Tracks", interactive=False, visible=False,
-                                      elem_id="sowlv2-tracks")
-                download = gr.File(label="Download the results (zip)", visible=False, elem_id="sowlv2-zip")
-
-        settings_inputs = [detector, tracker, threshold, keyframes, every, budget]
-
-        def _settings(det, trk, thr, kf, ev, bud) -> dict:
-            return {"detector": det, "tracker": trk, "threshold": thr, "keyframes": kf,
-                    "every": int(ev) if ev is not None else 1, "budget": bud}
-
-        def arm(file_list, text, det, trk, thr, kf, ev, bud, request: gr.Request):
-            """Checks before queueing (a visible error, nothing queued) and arms the Cancel flag."""
-            session = web.jobs.session(request.session_hash)
-            session.cancel.clear()
-            try:
-                web.check(file_list, text, _settings(det, trk, thr, kf, ev, bud))
-            except SOWLv2Error as exc:
-                raise gr.Error(_clean_message(exc), print_exception=False) from None
-            return "Queued…"
-
-        def run(file_list, text, det, trk, thr, kf, ev, bud, request: gr.Request,
-                progress=gr.Progress()):  # noqa: B008 - gradio's way to ask for a progress tracker
-            session = web.jobs.session(request.session_hash)
-
-            def report(done, total, desc):
-                progress((done, total) if total else None, desc=desc, unit="frames")
-
-            hidden = [gr.update(visible=False)] * 6
-            try:
-                _, prompt_list = web.check(file_list, text, _settings(det, trk, thr, kf, ev, bud))
-                t0 = time.perf_counter()
-                view = web.run(session, list(file_list), prompt_list, _settings(det, trk, thr, kf, ev, bud),
-                               progress=report)
-            except JobCancelled:
-                gr.Warning("Cancelled: nothing was kept.")
-                return ["Cancelled: nothing was kept.", *hidden, gr.update(value=0.0)]
-            except SOWLv2Error as exc:
-                raise gr.Error(_clean_message(exc, web.jobs.workdir), print_exception=False) from None
-            except Exception as exc:  # noqa: BLE001 - the server goes on; the page gets one line
-                log.exception("a job failed")
-                raise gr.Error(_clean_message(exc, web.jobs.workdir), print_exception=False) from None
-            seconds = time.perf_counter() - t0
-            rows = _track_rows(view.results)
-            merged, objects = web.frame_files(view, 0)
-            n = len(view.frames)
-            what = f"{n} frames" if view.kind == "video" else f"{n} image(s)"
-            text_out = f"Done: {len(rows)} object(s) in {what}, {seconds:.1f} s."
-            return [
-                text_out,
-                gr.update(value=str(view.results[0] / "video/overlay.mp4"), visible=True) if view.kind == "video"
-                else gr.update(value=None, visible=False),
-                gr.update(value=str(merged) if merged else None, visible=True,
-                          label="Overlay of the chosen frame" if view.kind == "video" else "Overlay"),
-                gr.update(maximum=max(1, n - 1), value=0, visible=n > 1,
-                          label="Frame" if view.kind == "video" else "Image"),
-                gr.update(value=objects, visible=True),
-                gr.update(value=rows, visible=True),
-                gr.update(value=str(web.zip_path(session)), visible=True),
-                gr.update(value=view.fps),
-            ]
-
-        def show(index, fps_value, request: gr.Request):
-            session = web.jobs.session(request.session_hash)
-            if session.view is None:
-                return gr.update(), gr.update()
-            merged, objects = web.frame_files(session.view, index)
-            return gr.update(value=str(merged) if merged else None), gr.update(value=objects)
-
-        def cancel(request: gr.Request):
-            web.jobs.session(request.session_hash).cancel.set()
-            gr.Info("Cancelling: the job stops after the current frame.")
-
-        outputs = [status, video, frame_image, slider, gallery, tracks, download, fps]
-        run_btn.click(arm, [files, prompts, *settings_inputs], [status], concurrency_limit=None,
-                      show_progress="hidden").success(
-            run, [files, prompts, *settings_inputs], outputs, concurrency_limit=1, concurrency_id="models")
-        cancel_btn.click(cancel, None, None, concurrency_limit=None, show_progress="hidden")
-        seek = (f"(f, fps) => {{ const v = document.querySelector('#{VIDEO_ELEM_ID} video'); "
-                "if (v && fps > 0) { v.pause(); v.currentTime = (f + 0.5) / fps; } return [f, fps]; }")
-        slider.change(show, [slider, fps], [frame_image, gallery], js=seek, concurrency_limit=None,
-                      show_progress="hidden")
-    blocks.sowlv2 = web
-    return blocks
-
-
-def _start_sweeper(jobs: JobStore) -> None:
-    """Remove expired job folders in the background (a daemon thread per store)."""
-    period = max(1.0, min(60.0, jobs.ttl_s / 4))
-
-    def loop():
-        while True:
-            time.sleep(period)
-            try:
-                jobs.sweep()
-            except Exception:  # noqa: BLE001 - keep sweeping
-                log.debug("sweeping job folders failed", exc_info=True)
-
-    threading.Thread(target=loop, name="sowlv2-job-sweeper", daemon=True).start()
-
-
-def serve(pipeline_or_config=None, *, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT,
-          workdir: str | Path | None = None, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-          ttl_s: float = DEFAULT_TTL_S, share: bool = False, block: bool = True, quiet: bool = False):
-    """Build the page and serve it on ``host:port`` (loopback by default; ``share`` makes a public
-    gradio.live link and is off by default).
-
-    Args:
-        block: wait until the server stops (Ctrl-C); False returns at once.
-
-    Returns:
-        ``(blocks, local_url)``; ``blocks.close()`` stops a server started with ``block=False``.
-    """
-    blocks = build_app(pipeline_or_config, workdir=workdir, max_upload_mb=max_upload_mb, ttl_s=ttl_s)
-    blocks.queue(default_concurrency_limit=1)
-    _, url, _ = blocks.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
-                              max_file_size=f"{max_upload_mb:g}mb", allowed_paths=[str(blocks.sowlv2.jobs.workdir)],
-                              ssr_mode=False, mcp_server=False, quiet=quiet, footer_links=[])
-    if block:
-        wait(blocks)
-    return blocks, url
-
-
-def wait(blocks) -> None:
-    """Wait until the server stops; Ctrl-C (or SIGTERM under ``sowlv2``) closes it, removes the job
-    folders, and returns."""
-    try:
-        while blocks.is_running:
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        blocks.close()
-        web = getattr(blocks, "sowlv2", None)
-        if web is not None:
-            web.jobs.clear()
-
-
-# ---------------------------------------------------------------------- command line
-SERVER_KEYS = ("host", "port", "workdir", "max_upload_mb", "share", "ttl")
-
-
-def serve_parser() -> argparse.ArgumentParser:
-    """``sowlv2 serve``: the server's flags plus the main command's model, detection and video flags."""
-    from .cli import _Parser, build_parser
-
-    p = _Parser(prog="sowlv2 serve", argument_default=argparse.SUPPRESS,
-                description="Serve the SOWLv2 web page (Gradio): upload images or a video, type prompts, "
-                            "look at and download the results.")
-    s = p.add_argument_group("server")
-    s.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860; 0: any free port)")
-    s.add_argument("--workdir", default=None, metavar="DIR", help="folder of the job folders (default: a temp folder)")
-    s.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",
-                   help="largest upload accepted, per file (default 500)")
-    s.add_argument("--ttl", type=float, default=DEFAULT_TTL_S, metavar="SECONDS",
-                   help="remove a job's folder this long after it ran (default 3600)")
-    s.add_argument("--share", action="store_true", default=False,
-                   help="also serve on a public gradio.live link (off by default)")
-    s.add_argument("--config", dest="config_file", metavar="FILE.yaml",
-                   help="YAML file of settings, as for the main command (input/prompt keys are ignored)")
-    s.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")
-    s.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    for group in build_parser()._action_groups:
-        if group.title in ("models", "detection", "video"):
-            target = p.add_argument_group(group.title)
-            for action in group._group_actions:
-                target._add_action(action)
-    return p
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def serve_main(argv: list[str]) -> int:
-    """``sowlv2 serve ...``: parse, load the models, serve until Ctrl-C. Returns the exit code."""
-    from .cli import _setup_logging, config_from_args
-
-    ns = serve_parser().parse_args(argv)
-    verbose, quiet = getattr(ns, "verbose", False), getattr(ns, "quiet", False)
-    _setup_logging(verbose, quiet)
-    server = {k: getattr(ns, k) for k in SERVER_KEYS}
-    for k in SERVER_KEYS:
-        delattr(ns, k)
-    if not 0 <= server["port"] <= 65535:
-        raise UsageError(f"--port: must be in 0..65535, got {server['port']}")
-    if not server["max_upload_mb"] > 0:
-        raise UsageError(f"--max-upload-mb: must be positive, got {server['max_upload_mb']:g}")
-    if not server["ttl"] > 0:
-        raise UsageError(f"--ttl: must be positive, got {server['ttl']:g}")
-    config = config_from_args(ns).replace(input=None, prompt=[], progress=False)
-    import_gradio()  # before loading models: a missing gradio is reported at once
-    from .pipeline import SOWLv2Pipeline
-
-    pipeline = SOWLv2Pipeline(config)
-    port = server["port"] or _free_port(server["host"])
-    blocks, url = serve(pipeline, host=server["host"], port=port, workdir=server["workdir"],
-                        max_upload_mb=server["max_upload_mb"], ttl_s=server["ttl"], share=server["share"],
-                        block=False, quiet=True)
-    print(f"sowlv2 serve: {url} (models {config.detector}, {config.tracker} on {pipeline.device}; "
-          f"jobs in {blocks.sowlv2.jobs.workdir}; Ctrl-C stops)", flush=True)
-    wait(blocks)
-    print("sowlv2 serve: stopped", flush=True)
-    return 0
