@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 demo | eval | world | bench | export (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench | export | serve (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -235,7 +235,8 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
             "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main"),
-            "export": lazy("sowlv2.export.cli", "export_main")}
+            "export": lazy("sowlv2.export.cli", "export_main"),
+            "serve": lazy("sowlv2.app", "serve_main")}  # the web UI (needs the app extra: gradio)
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
