@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 demo | eval | world | bench | export (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench | export | serve (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -104,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "4 suits a GPU)")
     v.add_argument("--keyframe-budget", type=_float01, help="share of frames the detector may run on (0.25)")
     v.add_argument("--keyframe-strategy", help="novelty (default), variance or uniform")
+
+    live = p.add_argument_group("live streams (--input rtsp://... | http://... | udp://... | webcam:N | -)")
+    live.add_argument("--realtime", action="store_true", help="process the newest frame and drop (and count) "
+                      "the ones the models cannot keep up with; default: every frame")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    live.add_argument("--open-timeout", type=float, metavar="S", help="seconds for the stream to open, and "
+                      "of silence before it counts as dropped (default 10)")
+    live.add_argument("--reconnect", type=int, metavar="N", help="reopen a dropped stream up to N times, with "
+                      "backoff (default 0)")
+    live.add_argument("--segment-seconds", type=float, metavar="S", help="seconds per overlay video segment "
+                      "(default 60)")
 
     o = p.add_argument_group("output to the terminal")
     o.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")
@@ -173,6 +185,19 @@ def run(argv: list[str]) -> int:
         raise UsageError("input: give an image, a folder or a video with --input (or --input-list FILE)")
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
+    from .io.live import is_live_input
+    from .live import LIVE_KEYS
+
+    if is_live_input(config.input):  # a stream URL, webcam:N or - (stdin): the live runner
+        if config.engine != "local":
+            raise UsageError("engine: a live stream is processed here, one frame after another; "
+                             "--engine ray takes files, folders and lists")
+        from .live import run_live_cli
+
+        return run_live_cli(config)
+    for key, default in LIVE_KEYS.items():
+        if getattr(config, key) != default:
+            raise UsageError(f"{key}: applies to live input only (--input rtsp://..., http://..., webcam:N or -)")
     from .pipeline import SOWLv2Pipeline
 
     reports = SOWLv2Pipeline(config).process()
@@ -227,7 +252,8 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
             "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main"),
-            "export": lazy("sowlv2.export.cli", "export_main")}
+            "export": lazy("sowlv2.export.cli", "export_main"),
+            "serve": lazy("sowlv2.app", "serve_main")}  # the web UI (needs the app extra: gradio)
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API

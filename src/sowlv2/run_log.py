@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 # Settings that do not change results (a resumed run may differ in them): run control, the engine
-# (either engine continues a run of either), and vjepa2_clips_per_pass, which only batches the encoder's clips.
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass",
-                "input_list", "engine", "ray_address", "workers", "gpus_per_worker", "cpus_per_worker"}
+# (either engine continues a run of either), vjepa2_clips_per_pass (it only batches the encoder's clips)
+# and how a live stream is (re)opened.
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass", "open_timeout",
+                "reconnect", "input_list", "engine", "ray_address", "workers", "gpus_per_worker", "cpus_per_worker"}
 
 
 def result_settings(config, prompts: list[str], torch_threads: int | None = None) -> dict:

@@ -69,6 +69,13 @@ class PipelineBaseData:
     vjepa2_clips_per_pass: int = 1
     keyframe_budget: float = 0.25
     keyframe_strategy: str = "novelty"
+    # Live streams (--input URL | webcam:N | -; sowlv2.live).
+    open_timeout: float = 10.0
+    reconnect: int = 0
+    realtime: bool = False
+    duration: float | None = None
+    max_frames: int | None = None
+    segment_seconds: float = 60.0
     # Run control.
     overwrite: bool = False
     resume: bool = False
@@ -104,6 +111,12 @@ class PipelineBaseData:
         _min("max_lost", self.max_lost, 1)
         _min("vjepa2_frames_per_clip", self.vjepa2_frames_per_clip, 2)
         _min("vjepa2_clips_per_pass", self.vjepa2_clips_per_pass, 1)
+        for key in ("open_timeout", "duration", "segment_seconds"):  # live streams
+            value = getattr(self, key)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"{key}: must be a positive number of seconds, got {value}")
+        _min("reconnect", self.reconnect, 0)
+        _min("max_frames", self.max_frames, 1)
         if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
             raise UsageError(f"fps: must be a positive number, got {self.fps}")
         if self.dtype not in DTYPES:
@@ -219,6 +232,8 @@ _FIELD_TYPES: dict[str, str] = {
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
     "export": "strlist",
+    "open_timeout": "float", "reconnect": "int", "realtime": "bool", "duration": "float?", "max_frames": "int?",
+    "segment_seconds": "float",
     "input_list": "str?", "engine": "str", "ray_address": "str?", "workers": "int?", "gpus_per_worker": "float?",
     "cpus_per_worker": "int?",
 }
