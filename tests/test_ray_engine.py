@@ -370,3 +370,9 @@ def test_input_list_and_glob(tmp_path, mixed):
     with pytest.raises(UsageError, match="matches no files"):
         collect_inputs(str(mixed / "*.avi"))
 
+
+
+def test_a_live_stream_with_the_ray_engine_is_a_usage_error(tmp_path, capsys):
+    assert main(["-i", "webcam:0", "-p", "cat", "--engine", "ray", "-o", str(tmp_path / "out")]) == 2
+    assert "--engine ray takes files, folders and lists" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
