@@ -204,3 +204,55 @@ def build_sam3(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
                                                                                   "width": mask_side}),
                        video_processor=Sam2VideoVideoProcessor(size=side), tokenizer=tok).save_pretrained(folder)
     return folder
+
+
+# ---------------------------------------------------------------------------- OmDet-Turbo
+
+def build_omdet_turbo(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Save an ``OmDetTurboForObjectDetection`` + ``OmDetTurboProcessor`` with random weights.
+
+    Args:
+        size: ``"tiny"`` (HF Swin embed 16 at 128 px, hidden 64) or ``"real"`` (the release: timm
+            Swin-T at 640 px, 115 M parameters; needs timm).
+    """
+    from transformers import (
+        DetrImageProcessor,
+        OmDetTurboConfig,
+        OmDetTurboForObjectDetection,
+        OmDetTurboProcessor,
+    )
+
+    from .random_init import byte_tokenizer
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    if size == "tiny":
+        s = TINY_SIDE
+        tok = byte_tokenizer(16)
+        backbone = dict(model_type="swin", embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+                        image_size=s, out_indices=[2, 3, 4])
+        text = dict(model_type="clip_text_model", vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16, projection_dim=32,
+                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        # Pitfalls: an HF Swin needs apply_layernorm_after_vision_backbone=False; class_embed_dim must
+        # equal the text hidden size and differ from decoder_hidden_dim.
+        config = OmDetTurboConfig(
+            backbone_config=backbone, text_config=text, apply_layernorm_after_vision_backbone=False, image_size=s,
+            text_projection_in_dim=32, text_projection_out_dim=32, task_encoder_hidden_dim=64, class_embed_dim=32,
+            num_queries=20, encoder_hidden_dim=64, vision_features_channels=[64, 64, 64],
+            encoder_in_channels=[32, 64, 128], encoder_attention_heads=2, encoder_dim_feedforward=64,
+            decoder_hidden_dim=64, decoder_num_heads=2, decoder_num_layers=2, decoder_dim_feedforward=64)
+    elif size == "real":
+        s = 640
+        tok = byte_tokenizer(77)
+        config = OmDetTurboConfig(use_timm_backbone=True, backbone="swin_tiny_patch4_window7_224",
+                                  backbone_kwargs={"out_indices": [1, 2, 3], "img_size": s, "always_partition": True},
+                                  text_config=dict(model_type="clip_text_model", vocab_size=max(49408, len(tok))))
+    else:
+        raise ValueError(f"unknown OmDet-Turbo size {size!r}; use 'tiny' or 'real'")
+    model = OmDetTurboForObjectDetection(config).eval()
+    processor = OmDetTurboProcessor(image_processor=DetrImageProcessor(size={"height": s, "width": s}, do_pad=False),
+                                    tokenizer=tok)
+    processor.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
