@@ -282,3 +282,24 @@ def test_every_detector_tracker_pair_end_to_end(tmp_path, folders, detector, tra
     assert [c["name"] for c in vis["categories"]] == ["square", "red square"]
     assert {a["id"] for a in vis["annotations"]} == ids
     assert (root / "video" / "overlay.mp4").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------- benchmark section
+
+def test_backend_bench_measures_every_backend_and_writes_a_report(tmp_path):
+    from sowlv2.bench_backends import run_backend_bench, write_report
+
+    lines = []
+    res = run_backend_bench(size="tiny", detectors=("grounding-dino", "omdet-turbo"),
+                            trackers=("sam2-hiera-tiny", "edgetam"), steps=1, memory=False, log=lines.append)
+    assert set(res["detectors"]) == {"grounding-dino", "omdet-turbo"} and len(lines) == 4
+    for d in res["detectors"].values():
+        assert d["seconds_per_image"] > 0 and d["params_m"] > 0
+    for t in res["trackers"].values():
+        assert t["step_1obj_s"] > 0 and t["step_2obj_s"] > 0
+    ratio = res["trackers"]["edgetam"]["step_2obj_s"] / res["trackers"]["sam2-hiera-tiny"]["step_2obj_s"]
+    assert res["edgetam_vs_sam2_2obj"] == pytest.approx(ratio, abs=1e-3)
+    js, md = write_report(res, tmp_path, "cmd")
+    assert json.loads(js.read_text())["detectors"] == res["detectors"]
+    text = md.read_text()
+    assert "| grounding-dino |" in text and "| edgetam |" in text and "`cmd`" in text

@@ -3,7 +3,8 @@
 Like ``random_init`` (OWLv2, SAM 2, V-JEPA 2): ``tiny`` instances run in milliseconds through the
 production ``from_pretrained`` path in tests; ``real`` instances have the released architectures
 for cost measurements (``sowlv2.bench_backends``). Random weights prove plumbing and cost, never
-quality. Tokenizers are built from small in-memory vocabularies (no download).
+quality. Tokenizers are built from small in-memory vocabularies (no download). Every ``build_*`` saves
+to ``folder`` and returns it, or with ``folder=None`` returns ``(model, processor)`` in memory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ import torch
 
 TINY_SIDE = 128  # tiny detectors' input side
 SAM3_TINY_SIDE = 112  # SAM 3's tiny ViT: patch 14, 8x8 tokens
+
+
+def _save(folder, model, processor):
+    """``folder`` given: save both there and return the folder; None: return (model, processor)."""
+    if folder is None:
+        return model, processor
+    folder = Path(folder)
+    processor.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
 
 
 # ---------------------------------------------------------------------------- tokenizers
@@ -39,7 +50,7 @@ def bert_tokenizer(size: str = "tiny"):
 
 # ---------------------------------------------------------------------------- Grounding DINO
 
-def build_grounding_dino(folder: str | Path, size: str = "tiny", mm: bool = False, seed: int = 0) -> Path:
+def build_grounding_dino(folder: str | Path | None, size: str = "tiny", mm: bool = False, seed: int = 0) -> Path:
     """Save a ``GroundingDinoForObjectDetection`` (or ``MMGroundingDinoForObjectDetection`` with
     ``mm=True``) + ``GroundingDinoProcessor`` with random weights.
 
@@ -56,7 +67,6 @@ def build_grounding_dino(folder: str | Path, size: str = "tiny", mm: bool = Fals
         MMGroundingDinoForObjectDetection,
     )
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     tok = bert_tokenizer(size)
     config_cls, model_cls = ((MMGroundingDinoConfig, MMGroundingDinoForObjectDetection) if mm
@@ -77,9 +87,7 @@ def build_grounding_dino(folder: str | Path, size: str = "tiny", mm: bool = Fals
         raise ValueError(f"unknown Grounding DINO size {size!r}; use 'tiny' or 'real'")
     model = model_cls(config).eval()
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(size=image_size), tokenizer=tok)
-    processor.save_pretrained(folder)
-    model.save_pretrained(folder)
-    return folder
+    return _save(folder, model, processor)
 
 
 # ---------------------------------------------------------------------------- EdgeTAM
@@ -93,7 +101,7 @@ def _sam_processor(side: int, mask_side: int):
                               video_processor=Sam2VideoVideoProcessor(size=size))
 
 
-def build_edgetam(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def build_edgetam(folder: str | Path | None, size: str = "tiny", seed: int = 0) -> Path:
     """Save an ``EdgeTamVideoModel`` checkpoint (``EdgeTamModel`` loads it too) + ``Sam2VideoProcessor``.
 
     Args:
@@ -104,7 +112,6 @@ def build_edgetam(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path
 
     from .random_init import _sam2_config_kwargs
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     # A dict backbone_config fails in TimmWrapperConfig.from_dict: pass a config object.
     backbone = TimmWrapperConfig(architecture="repvit_m1", model_args={"in_chans": 3, "features_only": True,
@@ -131,15 +138,13 @@ def build_edgetam(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path
     if size == "tiny":  # as random_init.build_sam2: random tiny models would see no object half the time
         with torch.no_grad():
             model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(20.0)
-    model.save_pretrained(folder)
     s = int(config.image_size)
-    _sam_processor(s, s // 4).save_pretrained(folder)
-    return folder
+    return _save(folder, model, _sam_processor(s, s // 4))
 
 
 # ---------------------------------------------------------------------------- SAM 3
 
-def build_sam3(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def build_sam3(folder: str | Path | None, size: str = "tiny", seed: int = 0) -> Path:
     """Save a ``Sam3VideoModel`` checkpoint (``sam3_video``, like ``facebook/sam3``: ``Sam3Model`` and
     ``Sam3TrackerVideoModel`` both load it) + ``Sam3VideoProcessor`` with random weights.
 
@@ -158,7 +163,6 @@ def build_sam3(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
 
     from .random_init import byte_tokenizer
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     if size == "tiny":
         s, d = SAM3_TINY_SIDE, 128
@@ -198,17 +202,16 @@ def build_sam3(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
     if size == "tiny":  # as random_init.build_sam2: a random tiny tracker would see no object half the time
         with torch.no_grad():
             model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(20.0)
-    model.save_pretrained(folder)
     side = {"height": s, "width": s}
-    Sam3VideoProcessor(image_processor=Sam3ImageProcessor(size=side, mask_size={"height": mask_side,
-                                                                                  "width": mask_side}),
-                       video_processor=Sam2VideoVideoProcessor(size=side), tokenizer=tok).save_pretrained(folder)
-    return folder
+    processor = Sam3VideoProcessor(image_processor=Sam3ImageProcessor(size=side, mask_size={"height": mask_side,
+                                                                                            "width": mask_side}),
+                                   video_processor=Sam2VideoVideoProcessor(size=side), tokenizer=tok)
+    return _save(folder, model, processor)
 
 
 # ---------------------------------------------------------------------------- OmDet-Turbo
 
-def build_omdet_turbo(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+def build_omdet_turbo(folder: str | Path | None, size: str = "tiny", seed: int = 0) -> Path:
     """Save an ``OmDetTurboForObjectDetection`` + ``OmDetTurboProcessor`` with random weights.
 
     Args:
@@ -224,7 +227,6 @@ def build_omdet_turbo(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
 
     from .random_init import byte_tokenizer
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     if size == "tiny":
         s = TINY_SIDE
@@ -245,14 +247,10 @@ def build_omdet_turbo(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     elif size == "real":
         s = 640
         tok = byte_tokenizer(77)
-        config = OmDetTurboConfig(use_timm_backbone=True, backbone="swin_tiny_patch4_window7_224",
-                                  backbone_kwargs={"out_indices": [1, 2, 3], "img_size": s, "always_partition": True},
-                                  text_config=dict(model_type="clip_text_model", vocab_size=max(49408, len(tok))))
+        config = OmDetTurboConfig()  # timm Swin-T at 640 px, CLIP text (vocab 49,408 >= the byte vocabulary)
     else:
         raise ValueError(f"unknown OmDet-Turbo size {size!r}; use 'tiny' or 'real'")
     model = OmDetTurboForObjectDetection(config).eval()
     processor = OmDetTurboProcessor(image_processor=DetrImageProcessor(size={"height": s, "width": s}, do_pad=False),
                                     tokenizer=tok)
-    processor.save_pretrained(folder)
-    model.save_pretrained(folder)
-    return folder
+    return _save(folder, model, processor)
