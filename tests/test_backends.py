@@ -303,3 +303,18 @@ def test_backend_bench_measures_every_backend_and_writes_a_report(tmp_path):
     assert json.loads(js.read_text())["detectors"] == res["detectors"]
     text = md.read_text()
     assert "| grounding-dino |" in text and "| edgetam |" in text and "`cmd`" in text
+
+
+def test_sam3_pair_in_the_pipeline_encodes_each_frame_once(folders):
+    """--detector X --tracker X with a SAM 3 checkpoint: the ViT runs once per frame, key frames included."""
+    from sowlv2.data.config import PipelineBaseData
+    from sowlv2.pipeline import SOWLv2Pipeline
+
+    det = registry.load("detector", str(folders["sam3"]), CPU)
+    trk = registry.load("tracker", str(folders["sam3"]), CPU)
+    pipe = SOWLv2Pipeline(PipelineBaseData(device="cpu", detect_every=3, threshold=0.0, max_objects=2,
+                                           progress=False), detector=det, tracker=trk, device="cpu")
+    before = det.backbone.runs
+    results = list(pipe.track(list(_frames(6)), ["car"]))
+    assert len(results) == 6 and pipe.last_run.detector_calls == 2 and any(len(r.ids) for r in results)
+    assert det.backbone.runs - before == 6  # without sharing: 6 tracker encodings + 2 detector encodings
