@@ -40,10 +40,12 @@ def _one_thread():
 
 
 @pytest.fixture(scope="session")
-def folders(tmp_path_factory):
-    """Tiny random checkpoints of every new backend, by short name."""
+def folders(tmp_path_factory, tiny_owl, tiny_sam):
+    """Tiny random checkpoints of every backend, by short name."""
     root = tmp_path_factory.mktemp("backends")
     return {
+        "owlv2": tiny_owl,
+        "sam2": tiny_sam,
         "gdino": rb.build_grounding_dino(root / "gdino"),
         "mmgdino": rb.build_grounding_dino(root / "mmgdino", mm=True),
         "omdet": rb.build_omdet_turbo(root / "omdet"),
@@ -257,8 +259,8 @@ def _clip(path, frames=6, size=(99, 71)):
     return path
 
 
-@pytest.mark.parametrize("detector", ["gdino", "mmgdino", "omdet", "sam3"])
-@pytest.mark.parametrize("tracker", ["edgetam", "sam3"])
+@pytest.mark.parametrize("detector", ["owlv2", "gdino", "mmgdino", "omdet", "sam3"])
+@pytest.mark.parametrize("tracker", ["sam2", "edgetam", "sam3"])
 def test_every_detector_tracker_pair_end_to_end(tmp_path, folders, detector, tracker):
     clip = _clip(tmp_path / "clip.mkv")
     out = tmp_path / "out"
