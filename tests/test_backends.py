@@ -320,3 +320,26 @@ def test_sam3_pair_in_the_pipeline_encodes_each_frame_once(folders):
     results = list(pipe.track(list(_frames(6)), ["car"]))
     assert len(results) == 6 and pipe.last_run.detector_calls == 2 and any(len(r.ids) for r in results)
     assert det.backbone.runs - before == 6  # without sharing: 6 tracker encodings + 2 detector encodings
+
+
+@pytest.mark.parametrize("detector,tracker", [("gdino", "edgetam"), ("omdet", "sam3"), ("sam3", "sam3")])
+def test_image_end_to_end_with_the_new_segmenters(tmp_path, folders, detector, tracker):
+    from pycocotools.coco import COCO
+
+    from sowlv2.io import rle
+
+    Image.fromarray(_image(4, 90, 121)).save(tmp_path / "photo.png")
+    rc = main(["--input", str(tmp_path / "photo.png"), "--prompt", "cat", "a dog", "--detector", str(folders[detector]),
+               "--tracker", str(folders[tracker]), "--device", "cpu", "--threshold", "0", "--max-objects", "2",
+               "--output", str(tmp_path / "out"), "-q"])
+    assert rc == 0
+    root = tmp_path / "out" / "photo"
+    res = json.loads((root / "results.json").read_text())
+    objs = res["frames"][0]["objects"]
+    assert len(objs) == 2 and {o["label"] for o in objs} <= {"cat", "a dog"}
+    coco = COCO(str(root / "annotations.json"))
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    for a, o in zip(anns, objs, strict=True):
+        mask = rle.decode(o["mask"])
+        assert mask.shape == (90, 121) and mask.sum() == o["area"] > 0
+        np.testing.assert_array_equal(coco.annToMask(a).astype(bool), mask)
