@@ -171,8 +171,9 @@ def test_detector_shrinks_huge_images_and_maps_boxes_back(folders, name, monkeyp
     assert dets.boxes[:, 2].max() > 2 * side or dets.boxes[:, 3].max() > side  # boxes in the big image's pixels
 
 
-def test_text_is_encoded_once_per_prompt_set(folders):
-    gd = registry.load("detector", str(folders["gdino"]), CPU)
+@pytest.mark.parametrize("gdino", ["gdino", "mmgdino"])
+def test_text_is_encoded_once_per_prompt_set(folders, gdino):
+    gd = registry.load("detector", str(folders[gdino]), CPU)
     s3 = registry.load("detector", str(folders["sam3"]), CPU)
     for _ in range(3):
         gd.detect(_image(), ["car", "dog"])
