@@ -65,6 +65,24 @@ BACKENDS: list[Backend] = [
             example="facebook/sam2.1-hiera-small"),
     Backend("tracker", ("sam2_video", "sam2"), "sowlv2.models.sam2_video:Sam2VideoTracker.load",
             example="facebook/sam2.1-hiera-small"),
+    # Other backends (issue 14). timm: EdgeTAM's RepViT and OmDet-Turbo's Swin are timm models.
+    Backend("detector", ("grounding-dino",), "sowlv2.models.grounding_dino:GroundingDinoDetector.from_pretrained",
+            example="IDEA-Research/grounding-dino-tiny"),
+    Backend("detector", ("mm-grounding-dino",),
+            "sowlv2.models.grounding_dino:MMGroundingDinoDetector.from_pretrained",
+            example="openmmlab-community/mm_grounding_dino_tiny_o365v1_goldg_v3det"),
+    Backend("detector", ("omdet-turbo",), "sowlv2.models.omdet_turbo:OmDetTurboDetector.from_pretrained",
+            requires=("timm",), example="omlab/omdet-turbo-swin-tiny-hf"),
+    Backend("detector", ("sam3_video", "sam3"), "sowlv2.models.sam3:Sam3Detector.from_pretrained",
+            example="facebook/sam3"),
+    Backend("segmenter", ("edgetam_video", "edgetam"), "sowlv2.models.sam_family:EdgeTamImageSegmenter.from_pretrained",
+            requires=("timm",), example="yonigozlan/EdgeTAM-hf"),
+    Backend("tracker", ("edgetam_video",), "sowlv2.models.sam_family:EdgeTamVideoTracker.load",
+            requires=("timm",), example="yonigozlan/EdgeTAM-hf"),
+    Backend("segmenter", ("sam3_video", "sam3_tracker_video"), "sowlv2.models.sam_family:TrackerImageSegmenter.sam3",
+            example="facebook/sam3"),
+    Backend("tracker", ("sam3_video", "sam3_tracker_video"), "sowlv2.models.sam_family:Sam3VideoTracker.load",
+            example="facebook/sam3"),
 ]
 
 
