@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 demo | eval | world | bench | export (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench | export | serve (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -61,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "yolo, cvat, labelstudio, davis, mots")
     io.add_argument("--overwrite", action="store_true", help="replace results in a non-empty output folder")
     io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
+
+    e = p.add_argument_group("many inputs, engines (see README: Many inputs, clusters)")
+    e.add_argument("--input-list", metavar="FILE", help="a file listing inputs, one path per line (relative "
+                   "to the file's folder); instead of --input")
+    e.add_argument("--engine", choices=("local", "ray"), help="local (default): one input after another here; "
+                   "ray: Ray workers on this machine or a cluster (pip install 'sowlv2[ray]')")
+    e.add_argument("--ray-address", metavar="ADDR", help="auto or HOST:PORT: join a running Ray cluster "
+                   "(default: start Ray on this machine for the run)")
+    e.add_argument("--workers", type=int, help="Ray workers, each loads the models once (default: one per "
+                   "GPU, else one per 2 CPU cores)")
+    e.add_argument("--gpus-per-worker", type=float, help="GPUs per worker; fractions share a GPU "
+                   "(default 1 with GPUs, else 0)")
+    e.add_argument("--cpus-per-worker", type=int, help="CPU cores per worker, also its torch threads "
+                   "(default 2, or CPUs per GPU)")
 
     m = p.add_argument_group("models")
     m.add_argument("--detector", metavar="MODEL", help="detector checkpoint: hub id, local folder or 'demo'; its "
@@ -174,14 +188,17 @@ def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
     config = config_from_args(ns)
-    if not config.input:
-        raise UsageError("input: give an image, a folder or a video with --input")
+    if not config.input and not config.input_list:
+        raise UsageError("input: give an image, a folder or a video with --input (or --input-list FILE)")
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
     from .io.live import is_live_input
     from .live import LIVE_KEYS
 
     if is_live_input(config.input):  # a stream URL, webcam:N or - (stdin): the live runner
+        if config.engine != "local":
+            raise UsageError("engine: a live stream is processed here, one frame after another; "
+                             "--engine ray takes files, folders and lists")
         from .live import run_live_cli
 
         return run_live_cli(config)
@@ -242,7 +259,8 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
             "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main"),
-            "export": lazy("sowlv2.export.cli", "export_main")}
+            "export": lazy("sowlv2.export.cli", "export_main"),
+            "serve": lazy("sowlv2.app", "serve_main")}  # the web UI (needs the app extra: gradio)
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API
