@@ -50,11 +50,11 @@ def _free_port(host: str) -> int:
 
 def serve_main(argv: list[str]) -> int:
     """``sowlv2 serve ...``: parse, load the models, serve until Ctrl-C. Returns the exit code."""
-    from ..cli import _setup_logging, config_from_args
+    from ..cli import setup_logging, config_from_args
 
     ns = serve_parser().parse_args(argv)
     verbose, quiet = getattr(ns, "verbose", False), getattr(ns, "quiet", False)
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     server = {k: getattr(ns, k) for k in SERVER_KEYS}
     for k in SERVER_KEYS:
         delattr(ns, k)
