@@ -50,7 +50,7 @@ def _free_port(host: str) -> int:
 
 def serve_main(argv: list[str]) -> int:
     """``sowlv2 serve ...``: parse, load the models, serve until Ctrl-C. Returns the exit code."""
-    from ..cli import setup_logging, config_from_args
+    from ..cli import config_from_args, setup_logging
 
     ns = serve_parser().parse_args(argv)
     verbose, quiet = getattr(ns, "verbose", False), getattr(ns, "quiet", False)
