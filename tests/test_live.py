@@ -451,3 +451,14 @@ def test_vjepa2_key_frames_on_a_live_source(tiny_vjepa, tmp_path):
     assert keys[0] == 0 and 1 < len(keys) <= 9  # at most ceil(0.25 x 30) + 1
     assert all(s is not None and 0 <= s <= 1 for s in results["keyframe_scores"][1:])
     assert [f["index"] for f in results["frames"] if f["keyframe"]] == keys
+
+
+def test_pipeline_track_takes_a_stream_url():
+    """pipeline.track(URL) reads the live stream itself; the stream ends, the generator ends."""
+    server = TsServer(sessions=[0.6], fps=25)  # 15 frames, then the connection is cut
+    try:
+        results = list(fake_pipeline().track(server.url, ["red square"]))
+    finally:
+        server.close()
+    assert [r.index for r in results] == list(range(len(results))) and len(results) >= 10
+    assert all(len(r) >= 1 and r.size == (64, 96) for r in results)

@@ -234,7 +234,8 @@ class SOWLv2Pipeline:
         """Track the prompts through a video, yielding one FrameResult per processed frame.
 
         Args:
-            video: a video file, a folder of frames, an InputItem, or an iterable of Frame.
+            video: a video file, a folder of frames, a live source (a stream URL such as rtsp:// or
+                http://, webcam:N, or "-" for stdin), an InputItem, or an iterable of Frame.
             prompts: text prompts (default: the config's).
             selector: a key-frame selector (default: from the config: ``--detect-every`` cadence,
                 V-JEPA 2 with ``enable_vjepa2``, pixel differences with ``keyframe_strategy="pixel"``),
@@ -260,6 +261,8 @@ class SOWLv2Pipeline:
         return engine.run(frames)
 
     def _frames(self, video, state: RunRecord) -> Iterable[Frame]:
+        if isinstance(video, str) and _is_live(video):  # a stream URL, webcam:N or "-"
+            return _live_frames(video, self.config)
         if isinstance(video, (str, Path)):
             items = discover_inputs(video, frames=Path(video).is_dir())
             video = items[0]
@@ -408,3 +411,21 @@ def _progress(total: int | None, name: str, enabled: bool):
     from .progress import progress_bar
 
     return progress_bar(total, name, enabled)
+
+
+def _is_live(text: str) -> bool:
+    from .io.live import is_live_input
+
+    return is_live_input(text)
+
+
+def _live_frames(spec: str, config) -> Iterator[Frame]:
+    """Frames of a live source, closed when the consumer stops (see ``sowlv2.live`` for the runner)."""
+    from .io.live import LiveSource
+
+    source = LiveSource(spec, open_timeout=config.open_timeout, reconnect=config.reconnect,
+                        realtime=config.realtime)
+    try:
+        yield from source.frames()
+    finally:
+        source.close()
