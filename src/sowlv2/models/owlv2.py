@@ -11,9 +11,9 @@ import logging
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
 from ..types import Detections
+from .detections import cxcywh_to_xyxy, finish
 from .loading import load_model, load_pretrained, resolve_dtype
 from .sizing import detect_shrunk, processor_side
 
@@ -123,26 +123,7 @@ class Owlv2Detector:
         logits, boxes = self.forward(self.preprocess(image))
         probs = torch.sigmoid(logits[0].float())  # (patches, n_prompts)
         scores, class_ids = probs.max(dim=-1)
-        keep = scores >= threshold
-        scores, class_ids, boxes = scores[keep], class_ids[keep], boxes[0].float()[keep]
         # The processor padded the image to a square of side max(h, w) at the bottom/right.
         side = float(max(h, w))
-        cx, cy, bw, bh = boxes.unbind(-1)
-        xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1) * side
-        xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, w)
-        xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, h)
-        valid = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)  # at least a pixel
-        xyxy, scores, class_ids = xyxy[valid], scores[valid], class_ids[valid]
-        if nms_iou < 1.0 and len(scores):
-            order = batched_nms(xyxy, scores, class_ids, nms_iou)
-        else:
-            order = torch.argsort(scores, descending=True)
-        if max_objects is not None:
-            order = order[:max_objects]
-        xyxy, scores, class_ids = xyxy[order].cpu(), scores[order].cpu(), class_ids[order].cpu()
-        return Detections(
-            boxes=xyxy.numpy().astype(np.float32),
-            scores=scores.numpy().astype(np.float32),
-            class_ids=class_ids.numpy().astype(np.int64),
-            labels=tuple(prompts[i] for i in class_ids.tolist()),
-        )
+        xyxy = cxcywh_to_xyxy(boxes[0], side, side)
+        return finish(xyxy, scores, class_ids, prompts, (h, w), threshold, nms_iou, max_objects)
