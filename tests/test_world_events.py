@@ -91,8 +91,12 @@ def test_scene_cuts_replace_background_and_objects():
                 (a, ia), (b, ib) = frames[t - 1], frames[t]
                 both = (ia == 0) & (ib == 0)
                 assert np.array_equal(a[both], b[both]), t
-        # labels are unique in the video, so an object never has to be tracked across a cut
+        # labels are unique in the video, so an object never has to be tracked across a cut; within a
+        # scene the colours are distinct (the demo SAM 2 confuses objects of one colour)
         assert len(set(w.categories.values())) == len(w.categories)
+        for scene in range(len(w.scenes)):
+            colours = [o.colour for o in w._plan if o.scene == scene]
+            assert 2 <= len(colours) == len(set(colours)) <= 4
     assert n_cuts == {1, 2}
 
 

@@ -13,7 +13,10 @@ This preset is the opposite, closer to a surveillance or desk camera:
   scene starts (sliding in from an edge or popping up), and some objects leave (sliding off an edge
   or vanishing) before the scene ends;
 - **one or two scene cuts**: at a cut the whole scene changes: a new background and new objects
-  (every label appears in one scene only, so an id never has to survive a cut).
+  (every label appears in one scene only, so an id never has to survive a cut);
+- within a scene the objects have **distinct colours** (2-4 objects): the demo SAM 2 cannot tell two
+  objects of one colour apart (README, "Demo models"), and this world is for measuring the choice of
+  frames, not that weakness.
 
 Masks are exact by construction, as in the default world: each frame composites the objects' masks
 back to front into an id map and paints the colours from that id map. Everything is drawn from numpy
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from .world import COLOURS, KINDS, WorldVideo
+from .world import COLOURS, SHAPES, WorldVideo
 
 MIN_FRAMES = 60
 CALM = (10, 60)  # frames of a calm stretch (nothing moves), inclusive
@@ -141,18 +144,20 @@ class EventWorldVideo(WorldVideo):
     def _make_event_plan(self, rng: np.random.Generator) -> list[_EventObj]:
         w, h = self.size
         base = min(w, h)
-        kinds = rng.permutation(len(KINDS))  # every label in one scene only: at most 4 objects x 3 scenes
-        per_scene = len(KINDS) // len(self.scenes)
+        # each scene's objects have distinct colours (the demo SAM 2 cannot tell two objects of one colour
+        # apart: that would measure its weakness, not the choice of frames), and every label appears in
+        # one scene only: each colour takes a new shape per scene (4 colours x 3 shapes, <= 3 scenes)
+        shapes_left = {c: list(rng.permutation(len(SHAPES))) for c in COLOURS}
         objs: list[_EventObj] = []
-        k = 0
         for s, (start, end) in enumerate(self.scenes):
             length = end - start
-            n = int(rng.integers(2, min(4, per_scene) + 1))
+            n = int(rng.integers(2, len(COLOURS) + 1))
+            colours = [list(COLOURS)[int(i)] for i in rng.permutation(len(COLOURS))[:n]]
             moving = self._schedule(rng, start, end, n)
             min_life = max(10, length // 4)
             for i in range(n):
-                colour, shape = KINDS[int(kinds[k])]
-                k += 1
+                colour = colours[i]
+                shape = SHAPES[int(shapes_left[colour].pop())]
                 radius = float(rng.uniform(0.08, 0.15) * base)
                 late = i == n - 1  # the last object of each scene enters after the scene starts
                 enter = start
@@ -255,7 +260,11 @@ class EventWorldVideo(WorldVideo):
         bg = grain = None
         for t in range(self.frames):
             if t == 0 or t in self.cuts:
-                bg = self._background(rng, 0)
+                previous = bg
+                for _ in range(10):  # a cut shows a clearly different background (mean change >= 20)
+                    bg = self._background(rng, 0)
+                    if previous is None or np.abs(bg - previous).mean() >= 20:
+                        break
                 # fixed-pattern sensor noise: drawn once per scene, so still frames repeat exactly
                 grain = rng.integers(-self.noise, self.noise + 1, size=bg.shape).astype(np.float32)
             for o in objs:
