@@ -143,23 +143,19 @@ def test_fixed_boxes_detector_runs_the_real_detector_and_returns_the_boxes():
     assert np.all(np.diff(dets.scores) <= 0) and fake.device == "cpu"
 
 
-def test_forced_objects_patches_only_inside_the_block():
-    from sowlv2 import pipeline
+def test_forced_track_manager_keeps_exactly_the_detected_objects():
     from sowlv2.types import Detections
 
-    original = pipeline.TrackManager
-    with bench.forced_objects():
-        manager = pipeline.TrackManager(match_iou=0.0, max_lost=5)
-        full = np.ones((1, 8, 8), bool)
-        dets = Detections(boxes=np.zeros((2, 4), np.float32), scores=np.ones(2, np.float32),
-                          class_ids=np.zeros(2, np.int64), labels=("a", "a"))
-        first = manager.associate(0, {}, dets, np.concatenate([full, full]))
-        assert len(first.new) == 2  # the duplicate is kept: exactly the detected objects are tracked
-        half = np.zeros((2, 8, 8), bool)
-        half[:, :4] = True
-        later = manager.associate(1, {1: full[0], 2: full[0]}, dets, half)
-        assert not later.new and not later.reprompt and len(later.matched) == 2
-    assert pipeline.TrackManager is original
+    manager = bench.ForcedTrackManager(match_iou=0.0, max_lost=5)
+    full = np.ones((1, 8, 8), bool)
+    dets = Detections(boxes=np.zeros((2, 4), np.float32), scores=np.ones(2, np.float32),
+                      class_ids=np.zeros(2, np.int64), labels=("a", "a"))
+    first = manager.associate(0, {}, dets, np.concatenate([full, full]))
+    assert len(first.new) == 2  # the duplicate is kept: exactly the detected objects are tracked
+    half = np.zeros((2, 8, 8), bool)
+    half[:, :4] = True
+    later = manager.associate(1, {1: full[0], 2: full[0]}, dets, half)
+    assert not later.new and not later.reprompt and len(later.matched) == 2
 
 
 @pytest.mark.parametrize("argv", [["--only", "video,bogus"], ["--size", "320"], ["--objects", "0"],

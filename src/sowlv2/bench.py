@@ -25,7 +25,7 @@ Two documented fakes make random weights measurable (both at an output, never in
 * :class:`FixedBoxesDetector` runs the real OWLv2 (pre-processing, forward, post-processing: its cost
   is real) and then returns N fixed boxes taken from the world's ground truth, so every run tracks the
   same N objects instead of what random weights "detect".
-* :func:`forced_objects` makes the pipeline's association keep exactly those N tracks (every detection
+* :class:`ForcedTrackManager` (injected as the pipeline's association) keeps exactly those N tracks (every detection
   of the first key frame starts a track, later ones match, none re-prompts, none ends), and SAM 2's
   object-score bias is raised so that objects count as present and their masks are written (random
   weights put the score at about 0: "no object", empty masks, nothing to write).
@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SOWLv2Error, UsageError
+from .tracking.association import TrackManager
 from .types import Detections
 
 log = logging.getLogger(__name__)
@@ -361,9 +362,9 @@ class FixedBoxesDetector:
                           class_ids=self.class_ids.copy(), labels=tuple(prompts[i] for i in self.class_ids))
 
 
-@contextlib.contextmanager
-def forced_objects() -> Iterator[None]:
-    """While active, the pipeline's association keeps exactly the detected objects as tracks.
+class ForcedTrackManager(TrackManager):
+    """The association the bench injects (``SOWLv2Pipeline(association=ForcedTrackManager)``): it keeps
+    exactly the detected objects as tracks.
 
     Every detection of the first key frame starts a track (none is taken for a duplicate), later
     detections all match (with the pipeline config's ``match_iou=0``), no match re-prompts (the well
@@ -371,22 +372,12 @@ def forced_objects() -> Iterator[None]:
     another's duplicate, and no track ends (with ``max_lost`` large). Random weights would otherwise
     decide how many objects are tracked.
     """
-    from . import pipeline
-    from .tracking.association import TrackManager
 
-    class _Forced(TrackManager):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            self.cover_new = math.inf
-            self.reprompt_iou = 0.0
-            self.dup_iou = math.inf  # random weights may give two objects one mask: keep both tracks
-
-    original = pipeline.TrackManager
-    pipeline.TrackManager = _Forced
-    try:
-        yield
-    finally:
-        pipeline.TrackManager = original
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cover_new = math.inf
+        self.reprompt_iou = 0.0
+        self.dup_iou = math.inf  # random weights may give two objects one mask: keep both tracks
 
 
 def naive_segment(segmenter, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -615,7 +606,8 @@ class Bench:
         from .pipeline import SOWLv2Pipeline
 
         return SOWLv2Pipeline(self.base_config(**changes), detector=detector, segmenter=self._segmenter,
-                              tracker=self._tracker, device=self.device, selector=selector)
+                              tracker=self._tracker, device=self.device, selector=selector,
+                              association=ForcedTrackManager)
 
     # ------------------------------------------------------------------ inputs
     def world(self, kind: str):
@@ -809,7 +801,7 @@ class Bench:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         load = _load()
-        with forced_objects(), rec.timing("video.wall", run=name):
+        with rec.timing("video.wall", run=name):
             reports = pipe.process(str(video), prompts, str(out))
         wall = rec.samples["video.wall"][-1]
         res = json.loads((Path(reports[0].output) / "results.json").read_text())
@@ -968,7 +960,7 @@ class Bench:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
             self.rec.context = f"gpu_memory:{frames}"
-            with forced_objects(), self.rec.timing("gpu_memory.wall"):
+            with self.rec.timing("gpu_memory.wall"):
                 count = sum(1 for _ in pipe.track(str(folder / "video.mp4"), vid["labels"]))
             out[frames] = {"frames": count,
                            "peak_mb": round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1),
@@ -1090,7 +1082,8 @@ def memory_child(job: dict) -> dict:
                               dtype=job["dtype"], progress=False, match_iou=0.0, max_lost=10**9, detect_every=10)
     boxes = np.asarray(job["boxes"], np.float32)
     loaded = SOWLv2Pipeline(config)
-    pipe = SOWLv2Pipeline(config, detector=FixedBoxesDetector(loaded.detector, boxes, np.arange(len(boxes))))
+    pipe = SOWLv2Pipeline(config, detector=FixedBoxesDetector(loaded.detector, boxes, np.arange(len(boxes))),
+                          association=ForcedTrackManager)
     del loaded
     _make_present(pipe.tracker.model)
     # imports and loading; VmHWM, not ru_maxrss: a child's ru_maxrss starts at its parent's RSS at fork
@@ -1104,8 +1097,7 @@ def memory_child(job: dict) -> dict:
         video: Any = item
         if spec["mode"] == "naive":
             video = list(iter_frames(item))
-        with forced_objects():
-            count = sum(1 for _ in pipe.track(video, job["prompts"]))
+        count = sum(1 for _ in pipe.track(video, job["prompts"]))
         del video
         run_peak = _proc_status_mb("VmHWM") if reset else None
         runs.append({"mode": spec["mode"], "frames": count,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,41 +21,25 @@ import numpy as np
 from PIL import Image
 
 from .data.config import PipelineBaseData
+from .engine import (
+    STAGES,
+    Engine,
+    RunRecord,
+    StageHook,
+    VideoRunState,  # noqa: F401 - the name before the engine (sowlv2.pipeline.VideoRunState)
+    frame_result,
+)
 from .errors import ModelLoadError, SOWLv2Error, UsageError
 from .io.images import read_image, to_rgb
 from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
 from .io.sinks import InputWriter
 from .io.video import probe_video
 from .tracking.association import TrackManager
-from .types import Detections, Frame, FrameResult, masks_to_boxes
+from .types import Detections, Frame, FrameResult
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "select", "detect", "track", "write")
 WRITE_QUEUE_FRAMES = 8  # frames a video's background writer may fall behind before the models wait
-
-
-@dataclass
-class VideoRunState:
-    """What one video run gathered besides its per-frame results (filled while ``track`` runs)."""
-
-    keyframes: list[int] = field(default_factory=list)
-    keyframe_scores: list[float | None] = field(default_factory=list)
-    manager: TrackManager | None = None
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    frames: int = 0
-    detector_calls: int = 0
-    fps: float | None = None
-    write_thread_seconds: float = 0.0  # busy time of the background writer (``seconds["write"]``: waiting on it)
-
-    @property
-    def tracks(self) -> list[dict]:
-        """Every track of the run so far (id, label, first/last frame, best score)."""
-        return [t.to_dict() for t in self.manager.all_tracks()] if self.manager else []
-
-    def stats(self) -> dict:
-        return {"frames": self.frames, "detector_calls": self.detector_calls,
-                "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
 
 
 @dataclass
@@ -69,23 +53,6 @@ class InputReport:
     seconds: float = 0.0
     error: str | None = None
     output: str | None = None
-
-
-class _Timed:
-    """Wrap an iterator and add the time spent inside ``next()`` to ``seconds[key]``."""
-
-    def __init__(self, it: Iterable, seconds: dict[str, float], key: str) -> None:
-        self.it, self.seconds, self.key = iter(it), seconds, key
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        t0 = time.perf_counter()
-        try:
-            return next(self.it)
-        finally:
-            self.seconds[self.key] += time.perf_counter() - t0
 
 
 def _as_image(image) -> tuple[np.ndarray, str]:
@@ -118,6 +85,10 @@ class SOWLv2Pipeline:
         selector: a function returning a fresh key-frame selector for each video (default: from the
             config, ``keyframes.make_selector``); see ``keyframes.CadenceSelector``.
         device: the torch device of injected models (default: from ``config.device``).
+        association: the association stage's factory, called as ``association(match_iou=,
+            max_lost=)`` once per video (default ``TrackManager``; a subclass can be passed as is).
+        stage_hook: called as ``stage_hook(stage, seconds)`` each time the engine adds time to a
+            stage (e.g. a benchmark's recorder); see ``engine.RunRecord``.
 
     Models are loaded on first use and kept for the pipeline's lifetime; injected ones are used as given.
 
@@ -129,7 +100,8 @@ class SOWLv2Pipeline:
 
     def __init__(self, config: PipelineBaseData | None = None, *, background_write: bool = True,
                  detector=None, segmenter=None, tracker=None, selector: Callable[[], Any] | None = None,
-                 device=None, **overrides) -> None:
+                 device=None, association: Callable[..., TrackManager] | None = None,
+                 stage_hook: StageHook | None = None, **overrides) -> None:
         config = config or PipelineBaseData()
         self.config = config.replace(**overrides) if overrides else config
         self.background_write = background_write
@@ -142,7 +114,9 @@ class SOWLv2Pipeline:
         self._segmenter = segmenter
         self._tracker = tracker
         self._selector_factory = selector
-        self.last_run: VideoRunState | None = None
+        self._association = association or TrackManager
+        self.stage_hook = stage_hook
+        self.last_run: RunRecord | None = None
 
     # ------------------------------------------------------------------ models (lazy)
     @property
@@ -255,45 +229,17 @@ class SOWLv2Pipeline:
 
     def _track_frames(self, video, prompts=None, selector=None) -> Iterator[tuple[Frame, FrameResult]]:
         prompts = self._prompts(prompts)
-        state = VideoRunState()
-        self.last_run = state
-        frames = self._frames(video, state)
-        selector = selector or self._selector()
-        tracker = self.tracker
-        manager = state.manager = TrackManager(match_iou=self.config.match_iou, max_lost=self.config.max_lost)
-        tracker.reset()
-        t_start = time.perf_counter()
-        select_before = getattr(selector, "seconds", 0.0)
-        for frame, decision in selector.select(_Timed(frames, state.seconds, "decode")):
-            t0 = time.perf_counter()
-            tracked = {oid: tm.mask for oid, tm in tracker.track(frame).items()}
-            t1 = time.perf_counter()
-            state.seconds["track"] += t1 - t0
-            if decision.is_key:
-                state.keyframes.append(frame.index)
-                state.keyframe_scores.append(None if decision.score is None else round(float(decision.score), 5))
-                dets = self.detect(frame.image, prompts)
-                state.detector_calls += 1
-                t2 = time.perf_counter()
-                state.seconds["detect"] += t2 - t1
-                det_masks = (tracker.masks_for_boxes(dets.boxes, frame) if len(dets)
-                             else np.zeros((0, *frame.size), bool))
-                assoc = manager.associate(frame.index, tracked, dets, det_masks)
-                boxes = {tid: dets.boxes[c] for tid, c in [*assoc.new, *assoc.reprompt]}
-                if boxes:
-                    for oid, tm in tracker.prompt(boxes, frame).items():
-                        tracked[oid] = tm.mask
-                state.seconds["track"] += time.perf_counter() - t2
-            ended = manager.update(frame.index, tracked) + manager.deduplicate(tracked)
-            if ended:
-                tracker.remove(ended)
-            state.seconds["select"] = getattr(selector, "seconds", 0.0) - select_before
-            state.frames += 1
-            state.seconds["total"] = time.perf_counter() - t_start
-            yield frame, self._frame_result(frame, tracked, manager, decision.is_key)
-        state.seconds["total"] = time.perf_counter() - t_start
+        record = RunRecord(hook=self.stage_hook)
+        self.last_run = record
+        frames = self._frames(video, record)
+        c = self.config
+        engine = Engine(detector=self.detector, tracker=self.tracker, selector=selector or self._selector(),
+                        prompts=prompts, record=record,
+                        detect_options={"threshold": c.threshold, "nms_iou": c.nms_iou, "max_objects": c.max_objects},
+                        association=lambda: self._association(match_iou=c.match_iou, max_lost=c.max_lost))
+        return engine.run(frames)
 
-    def _frames(self, video, state: VideoRunState) -> Iterable[Frame]:
+    def _frames(self, video, state: RunRecord) -> Iterable[Frame]:
         if isinstance(video, (str, Path)):
             items = discover_inputs(video, frames=Path(video).is_dir())
             video = items[0]
@@ -302,17 +248,7 @@ class SOWLv2Pipeline:
             return iter_frames(video, fps=self.config.fps)
         return video
 
-    @staticmethod
-    def _frame_result(frame: Frame, tracked: dict[int, np.ndarray], manager: TrackManager,
-                      keyframe: bool) -> FrameResult:
-        ids = [oid for oid in sorted(tracked) if oid in manager.tracks and tracked[oid].any()]
-        masks = np.stack([tracked[i] for i in ids]) if ids else np.zeros((0, *frame.size), bool)
-        tracks = [manager.tracks[i] for i in ids]
-        return FrameResult(
-            index=frame.index, time=frame.time, size=frame.size, ids=np.array(ids, np.int64),
-            labels=tuple(t.label for t in tracks), class_ids=np.array([t.class_id for t in tracks], np.int64),
-            scores=np.array([t.score for t in tracks], np.float32), boxes=masks_to_boxes(masks),
-            masks=masks, keyframe=keyframe, source_index=frame.source_index)
+    _frame_result = staticmethod(frame_result)
 
     def process_video(self, video_path, prompt=None, output_dir=None) -> Path:
         """Track a video and write its outputs under ``output_dir/<video name>/``. Returns that folder."""

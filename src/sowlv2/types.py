@@ -103,6 +103,9 @@ class TrackedMask:
     score: float
 
 
+FRAME_KINDS = ("detected", "tracked", "filled")
+
+
 @dataclass(frozen=True)
 class FrameResult:
     """Segmented objects of one processed frame.
@@ -121,6 +124,9 @@ class FrameResult:
         masks: (n, H, W) bool.
         keyframe: whether the detector ran on this frame.
         source_index: frame index in the source video (before ``--fps`` subsampling).
+        kind: ``"detected"`` (detector and tracker ran), ``"tracked"`` (tracker only) or ``"filled"``
+            (neither: masks filled in from the processed frames around it, ``sowlv2.fill``); default
+            from ``keyframe``.
     """
 
     index: int
@@ -134,9 +140,14 @@ class FrameResult:
     masks: np.ndarray
     keyframe: bool = True
     source_index: int | None = None
+    kind: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        if self.kind is None:
+            object.__setattr__(self, "kind", "detected" if self.keyframe else "tracked")
+        elif self.kind not in FRAME_KINDS:
+            raise ValueError(f"FrameResult.kind must be one of {', '.join(FRAME_KINDS)}, got {self.kind!r}")
         n = len(self.labels)
         h, w = self.size
         _check("FrameResult.ids", self.ids, (n,), "iu")

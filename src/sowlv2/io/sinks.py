@@ -268,7 +268,7 @@ class InputWriter:
             records.append(object_record(result, i, mask_rle))
             self._annotations.add(result, i, mask_rle)
         frame_rec = {"index": result.index, "time": round(result.time, 6), "source_index": result.source_index,
-                     "keyframe": result.keyframe, "objects": records}
+                     "keyframe": result.keyframe, "kind": result.kind, "objects": records}
         self._results.write(("" if self.frames == 0 else ",\n") + json.dumps(frame_rec, ensure_ascii=False))
 
         for i in range(len(result)):
