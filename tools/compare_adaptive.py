@@ -197,6 +197,7 @@ def aggregate(rows: list[dict]) -> dict:
         "share_detected": round(sum(r["detector_calls"] for r in ok) / frames, 4),
         "wall_s": round(sum(r["wall_s"] for r in ok), 2),
         "wall_s_per_video": round(statistics.fmean(r["wall_s"] for r in ok), 3),
+        "cpu_s": round(sum(r.get("cpu_s", 0.0) for r in ok), 2),
         "select_s": round(sum(r["seconds"].get("select", 0.0) for r in ok), 2),
     }
 
@@ -252,7 +253,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Adaptive compute on the events world",
         "",
-        f"- command: `{cfg['command']}`",
+        "- command: " + "; then ".join(f"`python tools/compare_adaptive.py {c}`" for c in cfg.get("parts", []))
+        if len(cfg.get("parts", [])) > 1 else f"- command: `{cfg['command']}`",
         f"- date: {report['date']}; took {report['seconds']:.0f} s with {cfg['jobs']} worker(s) x "
         f"{cfg['threads']} torch thread(s); load average at start {report['load_start']}, end {report['load_end']}",
         f"- videos: `sowlv2 world --preset events`, seeds {cfg['seeds'][0]}..{cfg['seeds'][-1]} (held out; "
@@ -278,18 +280,18 @@ def markdown(report: dict) -> str:
     lines += ["", "(uniform at 1.0 is the default: every frame tracked, detector every 10th.)", "",
               "## Every mode", "",
               "| mode | J&F | J | F | recall | latency median (p90) | undiscovered | id switches (max) | "
-              "detector calls | tracker calls | share tracked | wall s (per video) | select s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "detector calls | tracker calls | share tracked | wall s (per video) | CPU s | select s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, s in summary.items():
         if "error" in s:
-            lines.append(f"| {mode} | unavailable: {s['error']} |" + " |" * 11)
+            lines.append(f"| {mode} | unavailable: {s['error']} |" + " |" * 12)
             continue
         lines.append(
             f"| {mode} | {_fmt(s['JF'])} | {_fmt(s['J'])} | {_fmt(s['F'])} | {_fmt(s['recall'])} | "
             f"{_fmt(s['latency_median'])} ({_fmt(s['latency_p90'])}) | {s['undiscovered']} | "
             f"{_fmt(s['id_switches'], 2)} ({s['id_switches_max']}) | {_fmt(s['detector_calls'], 1)} | "
             f"{_fmt(s['tracker_calls'], 1)} | {_fmt(s['share_tracked'])} | {_fmt(s['wall_s'], 0)} "
-            f"({_fmt(s['wall_s_per_video'], 1)}) | {_fmt(s['select_s'], 1)} |")
+            f"({_fmt(s['wall_s_per_video'], 1)}) | {_fmt(s.get('cpu_s'), 0)} | {_fmt(s['select_s'], 1)} |")
     lines += ["", "## Targets (issue 13)", "", "| target | value | limit | result |", "|---|---|---|---|"]
     for t in report["targets"]:
         res = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
@@ -359,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {json.dumps(PIXEL_SETTINGS)})")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one video at a time each (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--merge", type=Path, default=None, metavar="COMPARE_JSON",
+                   help="take the runs of modes not in --modes from an earlier compare.json of the same seeds, "
+                        "frames and size (a comparison run in parts; its walls were measured at another time)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     from sowlv2.eval.world import generate_world
@@ -388,6 +393,16 @@ def main(argv: list[str] | None = None) -> int:
         _init_worker(args.threads)
         for job in jobs:
             rows += run_video(job)
+    parts = [" ".join(argv if argv is not None else sys.argv[1:])]
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())
+        ec = earlier["config"]
+        if (ec["seeds"], ec["frames"], ec["size"]) != (seeds, args.frames, [w, h]):
+            p.error(f"--merge: {args.merge} has other seeds, frames or size")
+        extra = [r for r in earlier["runs"] if r["mode"] not in modes]
+        rows = extra + rows
+        modes = list(dict.fromkeys([*(r["mode"] for r in extra), *modes]))
+        parts = [*earlier["config"].get("parts", [ec["command"]]), *parts]
     summary = {m: aggregate([r for r in rows if r["mode"] == m]) for m in modes}
     report = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.perf_counter() - t0, 1),
@@ -396,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                    + " ".join(argv if argv is not None else sys.argv[1:]),
                    "seeds": seeds, "frames": args.frames, "size": [w, h], "jobs": args.jobs,
                    "threads": args.threads, "modes": modes, "pixel_settings": args.pixel_settings,
-                   "detect_share": DETECT_SHARE},
+                   "detect_share": DETECT_SHARE, "parts": parts},
         "summary": summary,
     }
     report["targets"] = targets(summary)
