@@ -131,3 +131,39 @@ def test_bench_adaptive_usage_errors():
 
     assert main(["--quick", "--modes", "oracle"]) == 2
     assert main(["--quick", "--frames", "1"]) == 2
+
+
+def test_label_association_needs_the_same_label(cmp):
+    import numpy as np
+
+    from sowlv2.types import Detections
+
+    def square(x, y, s=10):
+        m = np.zeros((40, 60), bool)
+        m[y:y + s, x:x + s] = True
+        return m
+
+    def dets(masks, labels):
+        boxes = np.array([[m.nonzero()[1].min(), m.nonzero()[0].min(), m.nonzero()[1].max() + 1,
+                           m.nonzero()[0].max() + 1] for m in masks], np.float32)
+        return Detections(boxes=boxes, scores=np.full(len(masks), 0.9, np.float32),
+                          class_ids=np.arange(len(masks)), labels=tuple(labels))
+
+    tm = cmp.label_association()()
+    a = tm.associate(0, {}, dets([square(0, 0), square(30, 20)], ["red", "blue"]),
+                     np.stack([square(0, 0), square(30, 20)]))
+    assert sorted(a.new) == [(1, 0), (2, 1)]
+    # frame 9: the red track sits where a green object now is (a scene cut); blue is where it was
+    masks = [square(0, 0), square(30, 20)]
+    a = tm.associate(9, {1: square(0, 0), 2: square(30, 20)}, dets(masks, ["green", "blue"]), np.stack(masks))
+    assert a.new == [(3, 0)] and a.matched == [(2, 1)] and not a.ignored
+    assert tm.tracks[3].label == "green" and tm.tracks[1].label == "red"
+    # the stale red track and the new green one are duplicates: the recently confirmed label stays
+    assert tm.deduplicate({1: square(0, 0), 2: square(30, 20), 3: square(0, 0)}) == [1]
+    # the pipeline's own association matches across labels (what the experiment changes)
+    from sowlv2.tracking.association import TrackManager
+
+    base = TrackManager()
+    base.associate(0, {}, dets([square(0, 0)], ["red"]), np.stack([square(0, 0)]))
+    b = base.associate(9, {1: square(0, 0)}, dets([square(0, 0)], ["green"]), np.stack([square(0, 0)]))
+    assert b.matched == [(1, 0)] and base.tracks[1].label == "red"

@@ -80,6 +80,50 @@ def all_modes(shares=SHARES, selectors=SELECTORS) -> list[str]:
 _STAGES: dict = {}
 
 
+def label_association():
+    """An experiment, not the pipeline's rule: ``TrackManager`` whose key-frame matches need the same label.
+
+    The pipeline's association matches a detection to a track by mask IoU whatever their labels, and
+    counts every live track when it asks whether a detection is already covered. At a scene cut SAM 2
+    may carry an old track onto a new object of another label; the next key frame's detection then
+    matches it (the old id and label go on) or is ignored as covered. Here IoU counts only between a
+    track and a detection of the same label, and only same-label tracks cover a detection, so the new
+    object gets a new track and the stale one ends as its duplicate (``deduplicate`` keeps the label a
+    detection confirmed more recently). ``--association label`` runs the comparison with it.
+    """
+    import numpy as np
+
+    from sowlv2.tracking.association import TrackManager
+
+    class LabelTrackManager(TrackManager):
+        def associate(self, frame_index, track_masks, detections, det_masks):
+            ids = [i for i in track_masks if i in self.tracks]
+            labels = {i: self.tracks[i].label for i in ids}
+            out = None
+            # one call per label: each label's tracks against that label's detections, all at once
+            for lab in dict.fromkeys(detections.labels):
+                cols = [c for c, x in enumerate(detections.labels) if x == lab]
+                sub = detections[np.array(cols)]
+                part = super().associate(frame_index, {i: track_masks[i] for i in ids if labels[i] == lab},
+                                         sub, det_masks[cols])
+                part.matched = [(t, cols[c]) for t, c in part.matched]
+                part.reprompt = [(t, cols[c]) for t, c in part.reprompt]
+                part.new = [(t, cols[c]) for t, c in part.new]
+                part.ignored = [cols[c] for c in part.ignored]
+                if out is None:
+                    out = part
+                else:
+                    out.matched += part.matched
+                    out.reprompt += part.reprompt
+                    out.new += part.new
+                    out.ignored += part.ignored
+            if out is None:
+                out = super().associate(frame_index, {}, detections, det_masks)
+            return out
+
+    return LabelTrackManager
+
+
 def _init_worker(threads: int) -> None:
     import torch
 
@@ -143,7 +187,8 @@ def run_video(job: dict) -> list[dict]:
             rows.append(row)
             continue
         out = work / mode.replace("@", "_")
-        pipe = SOWLv2Pipeline(config, **stages)
+        extra = {"association": label_association()} if job.get("association") == "label" else {}
+        pipe = SOWLv2Pipeline(config, **stages, **extra)
         t0 = time.perf_counter()
         c0 = time.process_time()
         try:
@@ -361,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {json.dumps(PIXEL_SETTINGS)})")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one video at a time each (default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--association", choices=["pipeline", "label"], default="pipeline",
+                   help="pipeline (default): the pipeline's association; label: an experiment where key-frame "
+                        "matches need the same label (see label_association)")
     p.add_argument("--merge", type=Path, default=None, metavar="COMPARE_JSON",
                    help="take the runs of modes not in --modes from an earlier compare.json of the same seeds, "
                         "frames and size (a comparison run in parts; its walls were measured at another time)")
@@ -381,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                             preset="events")[0]
         prompts = sorted(set(json.loads((gt / "categories.json").read_text()).values()))
         jobs.append({"seed": seed, "gt": str(gt), "work": str(args.work / "runs" / f"seed_{seed:03d}"),
-                     "prompts": prompts, "modes": modes, "frames": args.frames, "pixel": args.pixel_settings})
+                     "prompts": prompts, "modes": modes, "frames": args.frames, "pixel": args.pixel_settings,
+                     "association": args.association})
     rows: list[dict] = []
     if args.jobs > 1:
         ctx = multiprocessing.get_context("spawn")
@@ -411,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                    + " ".join(argv if argv is not None else sys.argv[1:]),
                    "seeds": seeds, "frames": args.frames, "size": [w, h], "jobs": args.jobs,
                    "threads": args.threads, "modes": modes, "pixel_settings": args.pixel_settings,
-                   "detect_share": DETECT_SHARE, "parts": parts},
+                   "detect_share": DETECT_SHARE, "parts": parts, "association": args.association},
         "summary": summary,
     }
     report["targets"] = targets(summary)
