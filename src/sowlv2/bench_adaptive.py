@@ -86,10 +86,12 @@ def _selector_factory(bench, cfg):
     from . import keyframes
 
     make = keyframes.make_selector
-    if "optimizer" in inspect.signature(make).parameters:
-        opt = bench.vjepa
-        return lambda: make(cfg, optimizer=opt)
-    log.warning("make_selector takes no optimizer: V-JEPA 2 is loaded in each run (its loading time is in the wall)")
+    params = inspect.signature(make).parameters
+    for name in ("encoder", "optimizer"):
+        if name in params:
+            opt = bench.vjepa
+            return lambda: make(cfg, **{name: opt})
+    log.warning("make_selector takes no encoder: V-JEPA 2 is loaded in each run (its loading time is in the wall)")
     return None
 
 
