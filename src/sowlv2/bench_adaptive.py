@@ -175,6 +175,7 @@ def run(argv: list[str]) -> tuple[dict, Path, Path]:
         shutil.rmtree(bench.tmp, ignore_errors=True)
     base = runs["default"]
     ratios = {name: round(r["wall_s"] / base["wall_s"], 4) for name, r in runs.items() if "wall_s" in r}
+    cpu_ratios = {name: round(r["cpu_s"] / base["cpu_s"], 4) for name, r in runs.items() if "cpu_s" in r}
     target = ratios.get("vjepa2_35")
     report = {
         "command": "python -m sowlv2.bench_adaptive " + " ".join(argv),
@@ -185,6 +186,7 @@ def run(argv: list[str]) -> tuple[dict, Path, Path]:
                      "track_share": TRACK_SHARE, "detect_share": DETECT_SHARE},
         "models": {**bench.model_info, "sam2": {"size": "tiny" if ns.quick else settings.sam_size}},
         "modes": {n: all_modes[n] for n in chosen}, "runs": runs, "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
         "target": {"what": "V-JEPA 2 adaptive (35% tracked, 10% detected) wall / default wall", "value": target,
                    "limit": 0.45, "met": None if target is None else target <= 0.45},
     }
@@ -209,19 +211,23 @@ def markdown(report: dict) -> str:
              if not st["quick"] else f"- input: {st['frames']} frames, tiny models",
              "- models: " + "; ".join(f"{k} " + ", ".join(f"{a}={b}" for a, b in d.items())
                                       for k, d in report["models"].items()),
-             "", "| mode | wall s | / default | CPU s | detector calls | tracker calls | fills | select s | "
-             "detect s | track s | frames (d/t/f) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "- load average (1, 5, 15 min) before each run: " + "; ".join(
+                 f"{n} {r['load']}" for n, r in report["runs"].items() if "load" in r),
+             "", "| mode | wall s | / default | CPU s | / default | detector calls | tracker calls | fills | "
+             "select s | detect s | track s | frames (d/t/f) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["runs"].items():
         if "error" in r:
-            lines.append(f"| {name} | unavailable: {r['error']} |" + " |" * 9)
+            lines.append(f"| {name} | unavailable: {r['error']} |" + " |" * 10)
             continue
         sec = r["seconds"]
         lines.append(f"| {name} | {r['wall_s']:.1f} | {report['ratios'][name]:.3f} | {r['cpu_s']:.1f} | "
+                     f"{report['cpu_ratios'][name]:.3f} | "
                      f"{r['detector_calls']} | {r['tracker_calls']} | {r['fills']} | {sec.get('select', 0):.1f} | "
                      f"{sec.get('detect', 0):.1f} | {sec.get('track', 0):.1f} | `{r['kinds']}` |")
     t = report["target"]
     res = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
-    lines += ["", f"Target: {t['what']} <= {t['limit']}: {t['value']} ({res}).", ""]
+    lines += ["", f"Target: {t['what']} <= {t['limit']}: {t['value']} ({res}); CPU-time ratio "
+              f"{report['cpu_ratios'].get('vjepa2_35')}.", ""]
     return "\n".join(lines)
 
 
