@@ -86,7 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vjepa2-clips-per-pass", type=int, help="V-JEPA 2 clips per forward pass (default 1; "
                                                                 "4 suits a GPU)")
     v.add_argument("--keyframe-budget", type=_float01, help="share of frames the detector may run on (0.25)")
-    v.add_argument("--keyframe-strategy", help="novelty (default), variance or uniform")
+    v.add_argument("--keyframe-strategy", help="novelty (default), variance, uniform (with --enable-vjepa2), or "
+                                                  "pixel (frame differences, no model)")
+    # Adaptive compute: what runs on each frame (detect, track or fill).
+    v.add_argument("--track-budget", type=_float01, help="share of frames the tracker processes, in (0, 1] "
+                   "(default 1: every frame); the others are filled; without V-JEPA 2 a uniform stride")
+    v.add_argument("--max-gap", type=int, help="a fill never spans more than N frames (default 4)")
+    v.add_argument("--fill", help="interpolate (default: between the tracked frames around, output lags "
+                                  "up to --max-gap frames) or carry (copy the last tracked frame, no lag)")
 
     o = p.add_argument_group("output to the terminal")
     o.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")

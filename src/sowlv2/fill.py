@@ -25,9 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .data.config import FILL_MODES
 from .types import Frame, FrameResult, masks_to_boxes
-
-FILL_MODES = ("interpolate", "carry")
 
 
 def _signed_distance(mask: np.ndarray) -> np.ndarray:

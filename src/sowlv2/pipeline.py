@@ -115,6 +115,7 @@ class SOWLv2Pipeline:
         self._tracker = tracker
         self._selector_factory = selector
         self._association = association or TrackManager
+        self._vjepa2 = None
         self.stage_hook = stage_hook
         self.last_run: RunRecord | None = None
 
@@ -205,12 +206,25 @@ class SOWLv2Pipeline:
                            boxes=dets.boxes, masks=masks, keyframe=True, source_index=0)
 
     # ------------------------------------------------------------------ videos
+    @property
+    def vjepa2(self):
+        """The V-JEPA 2 encoder adapter (``models.vjepa2.VJepa2VideoOptimizer``) of ``config.vjepa2_model``:
+        one per pipeline, so a run loads it once whatever the number of videos (lazily, on the first
+        clip it encodes)."""
+        if self._vjepa2 is None:
+            from .models.vjepa2 import create_vjepa2_optimizer
+
+            self._vjepa2 = create_vjepa2_optimizer(self.config, enable_vjepa2=True)
+        return self._vjepa2
+
     def _selector(self):
         if self._selector_factory is not None:
             return self._selector_factory()
         from .keyframes import make_selector
 
-        return make_selector(self.config)
+        c = self.config
+        needs_encoder = c.enable_vjepa2 and c.keyframe_strategy not in ("uniform", "pixel")
+        return make_selector(c, encoder=self.vjepa2 if needs_encoder else None)
 
     def track(self, video, prompts=None, selector=None) -> Iterator[FrameResult]:
         """Track the prompts through a video, yielding one FrameResult per processed frame.
@@ -218,8 +232,9 @@ class SOWLv2Pipeline:
         Args:
             video: a video file, a folder of frames, an InputItem, or an iterable of Frame.
             prompts: text prompts (default: the config's).
-            selector: a key-frame selector (default: from the config: ``--detect-every`` cadence, or
-                V-JEPA 2 with ``enable_vjepa2``).
+            selector: a key-frame selector (default: from the config: ``--detect-every`` cadence,
+                V-JEPA 2 with ``enable_vjepa2``, pixel differences with ``keyframe_strategy="pixel"``),
+                deciding per frame detect, track or fill (``--track-budget``, ``--max-gap``).
 
         Nothing is written and nothing is kept: memory does not grow with the video's length.
         Key frames, tracks and timings of the run are in ``self.last_run`` as it goes.
@@ -236,7 +251,8 @@ class SOWLv2Pipeline:
         engine = Engine(detector=self.detector, tracker=self.tracker, selector=selector or self._selector(),
                         prompts=prompts, record=record,
                         detect_options={"threshold": c.threshold, "nms_iou": c.nms_iou, "max_objects": c.max_objects},
-                        association=lambda: self._association(match_iou=c.match_iou, max_lost=c.max_lost))
+                        association=lambda: self._association(match_iou=c.match_iou, max_lost=c.max_lost),
+                        fill=c.fill)
         return engine.run(frames)
 
     def _frames(self, video, state: RunRecord) -> Iterable[Frame]:

@@ -17,7 +17,8 @@ from typing import Any
 from ..errors import UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
-KEYFRAME_STRATEGIES = ("novelty", "variance", "uniform")
+KEYFRAME_STRATEGIES = ("novelty", "variance", "uniform", "pixel")  # the one list (keyframes, models.vjepa2)
+FILL_MODES = ("interpolate", "carry")  # the one list (sowlv2.fill, sowlv2.engine)
 DEFAULT_OWL_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_SAM_MODEL = "facebook/sam2.1-hiera-small"
 DEFAULT_VJEPA2_MODEL = "facebook/vjepa2-vitl-fpc16-256-ssv2"
@@ -65,6 +66,10 @@ class PipelineBaseData:
     vjepa2_clips_per_pass: int = 1
     keyframe_budget: float = 0.25
     keyframe_strategy: str = "novelty"
+    # Adaptive compute: share of frames the tracker processes, longest fill, how frames are filled.
+    track_budget: float = 1.0
+    max_gap: int = 4
+    fill: str = "interpolate"
     # Run control.
     overwrite: bool = False
     resume: bool = False
@@ -87,7 +92,6 @@ class PipelineBaseData:
         _in_range("threshold", self.threshold, 0.0, 1.0)
         _in_range("nms_iou", self.nms_iou, 0.0, 1.0)
         _in_range("match_iou", self.match_iou, 0.0, 1.0)
-        _in_range("keyframe_budget", self.keyframe_budget, 0.0, 1.0)
         _min("max_objects", self.max_objects, 1)
         _min("detect_every", self.detect_every, 1)
         _min("max_lost", self.max_lost, 1)
@@ -100,6 +104,15 @@ class PipelineBaseData:
         if self.keyframe_strategy not in KEYFRAME_STRATEGIES:
             raise UsageError(f"keyframe_strategy: must be one of {', '.join(KEYFRAME_STRATEGIES)}, "
                              f"got {self.keyframe_strategy!r}")
+        # Adaptive compute (budgets in (0, 1], the tracker's at least the detector's, fills kept short).
+        for key in ("keyframe_budget", "track_budget"):
+            if not 0 < getattr(self, key) <= 1:
+                raise UsageError(f"{key}: must be in (0, 1] (a share of frames), got {getattr(self, key):g}")
+        if self.fill not in FILL_MODES:
+            raise UsageError(f"fill: must be one of {', '.join(FILL_MODES)}, got {self.fill!r}")
+        content = self.enable_vjepa2 or self.keyframe_strategy == "pixel"
+        check_budgets(self.keyframe_budget if content else 1 / self.detect_every, self.track_budget,
+                      self.max_gap, key="keyframe_budget" if content else "detect_every")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise UsageError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
@@ -192,6 +205,7 @@ _FIELD_TYPES: dict[str, str] = {
     "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int", "vjepa2_clips_per_pass": "int",
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
+    "track_budget": "float", "max_gap": "int", "fill": "str",
 }
 
 
@@ -220,6 +234,36 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
     expected = {"str": "a string", "strlist": "a list of strings", "bool": "true or false",
                 "int": "a whole number", "float": "a number"}[kind]
     raise UsageError(f"{name}: must be {expected}, got {value!r}")
+
+
+def check_budgets(keyframe_share: float, track_budget: float, max_gap: int, *,
+                  key: str = "keyframe_budget") -> None:
+    """Raise UsageError (naming the key) unless the budgets can be kept together.
+
+    ``track_budget`` must be in (0, 1], at least the detector's share of frames ``keyframe_share``
+    (every detector frame is tracked; ``key`` names where that share comes from) and at least
+    ``1 / (max_gap + 1)`` (fills of at most ``max_gap`` frames track one frame in ``max_gap + 1``);
+    ``max_gap`` is a whole number >= 1.
+    """
+    from fractions import Fraction
+
+    try:
+        t = Fraction(str(track_budget))
+    except (TypeError, ValueError):
+        raise UsageError(f"track_budget: must be a number in (0, 1], got {track_budget!r}") from None
+    if not 0 < t <= 1:
+        raise UsageError(f"track_budget: must be in (0, 1] (share of frames the tracker runs on), "
+                         f"got {track_budget!r}")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 1:
+        raise UsageError(f"max_gap: must be a whole number >= 1 (frames a fill may span), got {max_gap!r}")
+    if t < Fraction(str(keyframe_share)) - Fraction(1, 10**9):
+        raise UsageError(f"track_budget: {float(t):g} is below the detector's share of frames ({key} gives "
+                         f"{float(keyframe_share):.3g}); every detector frame is also tracked")
+    if t < Fraction(1, max_gap + 1):
+        need = -(-t.denominator // t.numerator) - 1  # ceil(1 / t) - 1
+        raise UsageError(f"track_budget: {float(t):g} cannot be kept with max_gap {max_gap} (a fill of at most "
+                         f"{max_gap} frames tracks 1 frame in {max_gap + 1}); raise max_gap to {need} or "
+                         f"track_budget to {1 / (max_gap + 1):.3g}")
 
 
 def _in_range(name: str, value: float, lo: float, hi: float) -> None:

@@ -65,6 +65,8 @@ BACKENDS: list[Backend] = [
             example="facebook/sam2.1-hiera-small"),
     Backend("tracker", ("sam2_video", "sam2"), "sowlv2.models.sam2_video:Sam2VideoTracker.load",
             example="facebook/sam2.1-hiera-small"),
+    Backend("encoder", ("vjepa2",), "sowlv2.models.vjepa2:load_encoder",
+            example="facebook/vjepa2-vitl-fpc16-256-ssv2"),
 ]
 
 
