@@ -324,15 +324,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {sel} | " + " | ".join(cells) + " |")
     lines += ["", "(uniform at 1.0 is the default: every frame tracked, detector every 10th.)", "",
               "## Every mode", "",
-              "| mode | J&F | J | F | recall | latency median (p90) | undiscovered | id switches (max) | "
+              "| mode | videos | J&F | J | F | recall | latency median (p90) | undiscovered | id switches (max) | "
               "detector calls | tracker calls | share tracked | wall s (per video) | CPU s | select s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mode, s in summary.items():
         if "error" in s:
-            lines.append(f"| {mode} | unavailable: {s['error']} |" + " |" * 12)
+            lines.append(f"| {mode} | unavailable: {s['error']} |" + " |" * 13)
             continue
         lines.append(
-            f"| {mode} | {_fmt(s['JF'])} | {_fmt(s['J'])} | {_fmt(s['F'])} | {_fmt(s['recall'])} | "
+            f"| {mode} | {s['videos']} | {_fmt(s['JF'])} | {_fmt(s['J'])} | {_fmt(s['F'])} | {_fmt(s['recall'])} | "
             f"{_fmt(s['latency_median'])} ({_fmt(s['latency_p90'])}) | {s['undiscovered']} | "
             f"{_fmt(s['id_switches'], 2)} ({s['id_switches_max']}) | {_fmt(s['detector_calls'], 1)} | "
             f"{_fmt(s['tracker_calls'], 1)} | {_fmt(s['share_tracked'])} | {_fmt(s['wall_s'], 0)} "
@@ -409,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--association", choices=["pipeline", "label"], default="pipeline",
                    help="pipeline (default): the pipeline's association; label: an experiment where key-frame "
                         "matches need the same label (see label_association)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: make the report from the rows.jsonl an earlier (possibly stopped) run left "
+                        "in --out")
     p.add_argument("--merge", type=Path, default=None, metavar="COMPARE_JSON",
                    help="take the runs of modes not in --modes from an earlier compare.json of the same seeds, "
                         "frames and size (a comparison run in parts; its walls were measured at another time)")
@@ -423,25 +426,44 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.modes or all_modes(tuple(args.shares))
     t0 = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
-    jobs = []
-    for seed in seeds:
-        gt = generate_world(args.work / "world" / f"seed_{seed:03d}", seed=seed, frames=args.frames, size=(w, h),
-                            preset="events")[0]
-        prompts = sorted(set(json.loads((gt / "categories.json").read_text()).values()))
-        jobs.append({"seed": seed, "gt": str(gt), "work": str(args.work / "runs" / f"seed_{seed:03d}"),
-                     "prompts": prompts, "modes": modes, "frames": args.frames, "pixel": args.pixel_settings,
-                     "association": args.association})
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows_file = args.out / "rows.jsonl"  # every finished run, appended as it finishes
     rows: list[dict] = []
-    if args.jobs > 1:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(args.threads,)) as ex:
-            for part in ex.map(run_video, jobs):
-                rows += part
+    if args.report_only:
+        rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+        modes = [m for m in modes if any(r["mode"] == m for r in rows)]
     else:
-        _init_worker(args.threads)
-        for job in jobs:
-            rows += run_video(job)
+        jobs = []
+        videos = {}
+        for seed in seeds:
+            gt = generate_world(args.work / "world" / f"seed_{seed:03d}", seed=seed, frames=args.frames,
+                                size=(w, h), preset="events")[0]
+            prompts = sorted(set(json.loads((gt / "categories.json").read_text()).values()))
+            videos[seed] = (gt, prompts)
+        for mode in modes:  # mode-major: a run stopped early still has whole modes
+            for seed in seeds:
+                gt, prompts = videos[seed]
+                jobs.append({"seed": seed, "gt": str(gt), "work": str(args.work / "runs" / f"seed_{seed:03d}"),
+                             "prompts": prompts, "modes": [mode], "frames": args.frames,
+                             "pixel": args.pixel_settings, "association": args.association})
+        rows_file.write_text("")
+
+        def keep(part: list[dict]) -> None:
+            rows.extend(part)
+            with rows_file.open("a") as f:
+                for r in part:
+                    f.write(json.dumps(r) + "\n")
+
+        if args.jobs > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(args.threads,)) as ex:
+                for part in ex.map(run_video, jobs):
+                    keep(part)
+        else:
+            _init_worker(args.threads)
+            for job in jobs:
+                keep(run_video(job))
     parts = [" ".join(argv if argv is not None else sys.argv[1:])]
     if args.merge:
         earlier = json.loads(args.merge.read_text())
@@ -466,7 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     report["targets"] = targets(summary)
     report["recommended"] = recommend_track_budget(summary)
     report["runs"] = rows
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "compare.md").write_text(markdown(report))
     plot(report, args.out / "compare.png")
