@@ -205,6 +205,18 @@ def test_still_content_is_filled_and_moving_content_tracked():
     check_invariants(out, 0.1, 0.5, 4)
 
 
+def test_a_refresh_key_frame_moves_to_the_most_changed_frame_within_the_lookahead():
+    def video(bump_at):
+        for i in range(16):  # still grey; one frame 4 levels brighter (below any event threshold)
+            yield Frame(index=i, time=i / 25, image=np.full((8, 8, 3), 104 if i == bump_at else 100, np.uint8))
+
+    for bump, expected in [(None, [0, 11]), (14, [0, 14]), (9, [0, 11])]:
+        # credit reaches max_credit 3 at frame 11 (budget 0.25); the refresh goes to the most changed
+        # frame from there to the end of the clip: 14 when it is brighter, else 11 (9 is out of reach)
+        out = list(PixelSelector(0.25, frames_per_clip=16).select(video(bump)))
+        assert [f.index for f, d in out if d.is_key][:2] == expected, bump
+
+
 def test_track_schedule_moves_a_key_frame_without_tracker_credit():
     s = TrackSchedule(0.25, max_gap=3)
     acts = [s.decide(n, key=n in (0, 4, 5), score=None, wants=False).action for n in range(9)]
@@ -451,3 +463,23 @@ def test_end_to_end_adaptive_run_with_the_tiny_models(tmp_path, tiny_owl, tiny_s
             assert {o["id"] for o in f["objects"]} <= before | after
     written = {p.name for p in Path(tmp_path / "o/cut/binary/frames").glob("*.png")}
     assert len(written) == sum(len(f["objects"]) for f in frames)
+
+
+def test_the_seed_api_does_not_import_the_pipeline_at_import_time():
+    import subprocess
+    import sys
+
+    code = ("import sys, sowlv2.optimizations as o; assert 'sowlv2.pipeline' not in sys.modules; "
+            "from sowlv2.optimizations import OptimizedSOWLv2Pipeline; assert 'sowlv2.pipeline' in sys.modules; "
+            "from sowlv2.pipeline import SOWLv2Pipeline; assert issubclass(OptimizedSOWLv2Pipeline, SOWLv2Pipeline)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_registry_loads_the_encoder_by_its_model_type(tiny_vjepa, tmp_path):
+    from sowlv2.errors import ModelLoadError
+    from sowlv2.models import registry
+
+    enc = registry.load("encoder", str(tiny_vjepa), torch.device("cpu"))
+    assert enc.is_available and enc.model is not None
+    with pytest.raises(ModelLoadError, match="vjepa2"):
+        registry.load("encoder", str(tmp_path / "missing"), torch.device("cpu"))

@@ -1,9 +1,9 @@
 """Key-frame association and the video loop's id logic, with fakes that give meaningful detections."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
+from fakes import FakeDetector, FakeTracker
+from fakes import World as FakeWorld
 
 from sowlv2.data.config import PipelineBaseData
 from sowlv2.pipeline import SOWLv2Pipeline
@@ -105,71 +105,9 @@ def test_deduplicate_keeps_the_older_id_on_a_tie_and_leaves_overlapping_objects_
 
 
 # ---------------------------------------------------------------------- the video loop with fakes
-class World:
-    """Ground truth: object id -> function frame -> mask (or None when absent)."""
-
-    def __init__(self, objects):
-        self.objects = objects
-
-    def masks(self, t):
-        return {k: f(t) for k, f in self.objects.items() if f(t) is not None}
-
-
-class FakeDetector:
-    def __init__(self, world):
-        self.world, self.calls = world, []
-
-    def detect(self, image, prompts, **kw):
-        t = int(image[0, 0, 0])  # the frame index is painted into the pixels
-        self.calls.append(t)
-        masks = list(self.world.masks(t).values())
-        return _dets(masks) if masks else Detections.empty()
-
-
-@dataclass
-class TM:
-    mask: np.ndarray
-    score: float = 1.0
-
-
-class FakeTracker:
-    """Follows the ground-truth object a prompt box landed on (a perfect tracker)."""
-
-    def __init__(self, world):
-        self.world, self.bound, self.removed, self.t = world, {}, [], None
-
-    def reset(self):
-        self.bound.clear()
-
-    def _gt_for(self, box):
-        best = max(self.world.masks(self.t).items(),
-                   key=lambda kv: mask_iou_matrix(kv[1][None], _box_mask(box)[None])[0, 0])
-        return best[0]
-
-    def track(self, frame):
-        self.t = frame.index
-        gt = self.world.masks(self.t)
-        return {oid: TM(gt.get(k, np.zeros((H, W), bool))) for oid, k in self.bound.items()}
-
-    def masks_for_boxes(self, boxes, frame):
-        return np.stack([self.world.masks(self.t)[self._gt_for(b)] for b in boxes])
-
-    def prompt(self, boxes, frame):
-        for oid, box in boxes.items():
-            self.bound[oid] = self._gt_for(box)
-        return {oid: TM(self.world.masks(self.t)[self.bound[oid]]) for oid in boxes}
-
-    def remove(self, ids):
-        self.removed += list(ids)
-        for i in ids:
-            self.bound.pop(i, None)
-
-
-def _box_mask(box):
-    m = np.zeros((H, W), bool)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    m[y0:y1, x0:x1] = True
-    return m
+def World(objects):  # noqa: N802 - reads like the class it builds
+    """Ground truth over the fakes' World: every object answers the prompt "square"."""
+    return FakeWorld(objects, (H, W), labels=dict.fromkeys(objects, "square"))
 
 
 class Cadence:

@@ -150,9 +150,38 @@ def test_eval_main_on_the_oracle_scores_one(tmp_path, capsys):
     argv = ["--pred", str(tmp_path / "pred"), "--gt", str(gt), "--json", str(tmp_path / "s.json")]
     assert eval_main(argv) == 0
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert saved["JF"] == 1.0 and saved["recall"] == 1.0 and saved["frames"] == 16
-    assert "J&F 1.000" in capsys.readouterr().out
+    assert saved["JF_mean"] == 1.0 and saved["object_recall"] == 1.0 and saved["frames"] == 16
+    assert "J&F-Mean 1.000" in capsys.readouterr().out
     assert json.loads((gt / "world.json").read_text())["cuts"] == [8]
+
+
+def test_world_is_also_a_davis_2017_root(tmp_path):
+    """The layout the official davis2017-evaluation code reads (``DAVIS(root, task, subset="val")``):
+    ImageSets/2017/val.txt, JPEGImages/480p/<seq>/*.jpg, Annotations_unsupervised/480p/<seq>/*.png
+    (unsupervised) and Annotations/480p/<seq>/*.png (semi-supervised), one PNG per JPEG, names sorted
+    in frame order."""
+    folders = world_mod.generate_world(tmp_path / "w", seed=2, frames=6, size=(64, 48), videos=2)
+    root = tmp_path / "w"
+    seqs = (root / "ImageSets" / "2017" / "val.txt").read_text().split()
+    assert seqs == ["video_000", "video_001"] == [f.name for f in folders]
+    for seq, folder in zip(seqs, folders, strict=True):
+        jpgs = sorted((root / "JPEGImages" / "480p" / seq).glob("*.jpg"))
+        assert [p.name for p in jpgs] == [f"{t:05d}.jpg" for t in range(6)]
+        with Image.open(jpgs[0]) as im:
+            assert im.size == (64, 48) and im.mode == "RGB"
+        own = sorted((folder / "Annotations").glob("*.png"))
+        for task in ("Annotations_unsupervised", "Annotations"):
+            pngs = sorted((root / task / "480p" / seq).glob("*.png"))
+            assert [p.name for p in pngs] == [p.name for p in own]
+            assert all(a.read_bytes() == b.read_bytes() for a, b in zip(pngs, own, strict=True))
+    # the frames are the drawn ones (JPEG-compressed): close to the world's RGB
+    rgb0 = next(iter(iter_world_video((2, 1), 6, (64, 48))))[0]
+    jpg = np.asarray(Image.open(root / "JPEGImages" / "480p" / "video_001" / "00000.jpg"), float)
+    assert np.abs(jpg - rgb0).mean() < 4
+    # rewriting with fewer frames leaves no stale frames
+    world_mod.generate_world(tmp_path / "w", seed=2, frames=4, size=(64, 48), videos=1)
+    assert len(list((root / "JPEGImages" / "480p" / "video_000").glob("*.jpg"))) == 4
+    assert (root / "ImageSets" / "2017" / "val.txt").read_text() == "video_000\n"
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -41,3 +41,20 @@ def test_overlay_matches_the_whole_image_definition_outside_the_labels():
     assert np.abs(out[keep].astype(np.float32) - ref[keep]).max() <= 1.0  # rounding only
     assert (out[~masks.any(0) & keep] == image[~masks.any(0) & keep]).all()
     np.testing.assert_array_equal(out[89, 70], color_for(7))  # bottom outline pixel of object 7
+
+
+def test_labels_of_objects_at_the_right_and_top_edges_stay_inside_the_image():
+    """The label's background (the object's colour) is drawn in full: moved left / down, not cut off."""
+    h, w = 60, 100
+    image = np.zeros((h, w, 3), np.uint8)
+    masks = np.zeros((1, h, w), bool)
+    masks[0, 0:20, 90:100] = True  # top-right corner: no room above, none to the right
+    res = FrameResult(index=0, time=0.0, size=(h, w), ids=np.array([5]), labels=("yellow square",),
+                      class_ids=np.zeros(1, np.int64), scores=np.ones(1, np.float32),
+                      boxes=masks_to_boxes(masks), masks=masks)
+    out = draw_overlay(image, res)
+    label = np.all(out == color_for(5), axis=-1) & ~masks[0]  # label background outside the object
+    cols = np.flatnonzero(label.any(axis=0))
+    assert cols.size and cols[0] <= w - 60  # shifted left into the image (cut off, it would show nothing here)
+    rows = np.flatnonzero(label.any(axis=1))
+    assert rows[0] == 0  # at the top: there is no room above the box

@@ -7,20 +7,20 @@ import errno
 import json
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeDetector, FakeTracker, World
 from PIL import Image
 
 from sowlv2 import pipeline as pipeline_module
 from sowlv2.cli import main
 from sowlv2.data.config import PipelineBaseData
-from sowlv2.io import sinks
+from sowlv2.io import outputs, sinks
 from sowlv2.io.sinks import InputWriter
 from sowlv2.pipeline import SOWLv2Pipeline
-from sowlv2.types import Detections, FrameResult, mask_to_box, masks_to_boxes
+from sowlv2.types import FrameResult, masks_to_boxes
 
 H, W = 40, 57  # odd width: the H.264 writers pad
 N = 12
@@ -44,52 +44,7 @@ def _image(t: int) -> np.ndarray:
     return img
 
 
-class FakeDetector:
-    def detect(self, image, prompts, **kw):
-        gt = _gt(int(image[0, 0, 0]))
-        labels = tuple(gt)
-        if not labels:
-            return Detections.empty()
-        return Detections(boxes=np.stack([mask_to_box(m) for m in gt.values()]),
-                          scores=np.linspace(0.9, 0.8, len(labels)).astype(np.float32),
-                          class_ids=np.array([prompts.index(lab) for lab in labels], np.int64), labels=labels)
-
-
-@dataclass
-class TM:
-    mask: np.ndarray
-
-
-class FakeTracker:
-    """A perfect tracker: each prompted id follows the ground-truth object its box came from."""
-
-    def __init__(self):
-        self.bound: dict[int, str] = {}
-        self.t = 0
-        self.frames = 0  # frames the producer has asked for (counts the pipeline's progress)
-
-    def reset(self):
-        self.bound.clear()
-
-    def _which(self, box) -> str:
-        return min(_gt(self.t).items(), key=lambda kv: np.abs(mask_to_box(kv[1]) - box).sum())[0]
-
-    def track(self, frame):
-        self.t, self.frames = frame.index, self.frames + 1
-        gt = _gt(self.t)
-        return {oid: TM(gt[k]) for oid, k in self.bound.items() if k in gt}
-
-    def masks_for_boxes(self, boxes, frame):
-        return np.stack([_gt(self.t)[self._which(b)] for b in boxes])
-
-    def prompt(self, boxes, frame):
-        for oid, box in boxes.items():
-            self.bound[oid] = self._which(box)
-        return {oid: TM(_gt(self.t)[self.bound[oid]]) for oid in boxes}
-
-    def remove(self, ids):
-        for i in ids:
-            self.bound.pop(i, None)
+WORLD = World({"square": lambda t: _gt(t)["square"], "disc": lambda t: _gt(t).get("disc")}, (H, W))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +62,7 @@ PROMPTS = ["square", "disc"]
 def _pipe(background: bool, **cfg) -> SOWLv2Pipeline:
     config = PipelineBaseData(device="cpu", progress=False, detect_every=4, mask_videos=True, **cfg)
     pipe = SOWLv2Pipeline(config, background_write=background)
-    pipe._detector, pipe._tracker = FakeDetector(), FakeTracker()
+    pipe._detector, pipe._tracker = FakeDetector(WORLD), FakeTracker(WORLD)
     return pipe
 
 
@@ -156,7 +111,7 @@ def test_background_writes_the_same_bytes_as_writing_in_line(tmp_path, frames_di
 def test_the_producer_is_never_more_than_queue_size_plus_one_frames_ahead(tmp_path, frames_dir, monkeypatch):
     size = 2
     monkeypatch.setattr(pipeline_module, "WRITE_QUEUE_FRAMES", size)
-    original = InputWriter._write_frame
+    original = sinks.FanOut._write_frame
     written, ahead, order = [0], [], []
 
     def slow_write(self, result, image):
@@ -165,7 +120,7 @@ def test_the_producer_is_never_more_than_queue_size_plus_one_frames_ahead(tmp_pa
         original(self, result, image)
         written[0] += 1
 
-    monkeypatch.setattr(InputWriter, "_write_frame", slow_write)
+    monkeypatch.setattr(sinks.FanOut, "_write_frame", slow_write)
     pipe = _pipe(True)
     tracker = pipe._tracker
     track = tracker.track
@@ -186,7 +141,7 @@ def _fail_on_frame(monkeypatch, k: int) -> tuple[OSError, list[str]]:
     """Make the PNG writer raise 'disk full' on frame k; returns the exception and the thread names."""
     exc = OSError(errno.ENOSPC, "No space left on device")
     threads: list[str] = []
-    original = sinks._save_png
+    original = outputs.save_png
 
     def save(array, path):
         threads.append(threading.current_thread().name)
@@ -194,7 +149,7 @@ def _fail_on_frame(monkeypatch, k: int) -> tuple[OSError, list[str]]:
             raise exc
         original(array, path)
 
-    monkeypatch.setattr(sinks, "_save_png", save)
+    monkeypatch.setattr(outputs, "save_png", save)
     return exc, threads
 
 
@@ -244,7 +199,7 @@ def test_write_raises_the_worker_error_instead_of_waiting_on_a_full_queue(tmp_pa
     """Frame 0 fails after a while; frame 1 fills the one-place queue; the write of frame 2 waits for a
     place, and must raise the worker's error when the worker dies rather than wait forever."""
     exc = OSError(errno.EIO, "encoder failed")
-    original = InputWriter._write_frame
+    original = sinks.FanOut._write_frame
 
     def write_frame(self, result, image):
         if result.index == 0:
@@ -252,7 +207,7 @@ def test_write_raises_the_worker_error_instead_of_waiting_on_a_full_queue(tmp_pa
             raise exc
         original(self, result, image)
 
-    monkeypatch.setattr(InputWriter, "_write_frame", write_frame)
+    monkeypatch.setattr(sinks.FanOut, "_write_frame", write_frame)
     writer = _writer(tmp_path, queue_size=1)
     t0 = time.perf_counter()
     with pytest.raises(OSError) as info:
@@ -262,12 +217,12 @@ def test_write_raises_the_worker_error_instead_of_waiting_on_a_full_queue(tmp_pa
     with pytest.raises(OSError):  # close raises it too (the caller may not have written again)
         writer.close([0], [None], [], {})
     writer.abort()
-    assert not writer._thread.is_alive() and not _writer_threads()
+    assert not writer._fan._thread.is_alive() and not _writer_threads()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_abort_discards_queued_frames_and_ends_the_thread(tmp_path, monkeypatch):
-    original = InputWriter._write_frame
+    original = sinks.FanOut._write_frame
     done = []
 
     def slow(self, result, image):
@@ -275,14 +230,14 @@ def test_abort_discards_queued_frames_and_ends_the_thread(tmp_path, monkeypatch)
         original(self, result, image)
         done.append(result.index)
 
-    monkeypatch.setattr(InputWriter, "_write_frame", slow)
+    monkeypatch.setattr(sinks.FanOut, "_write_frame", slow)
     writer = _writer(tmp_path, queue_size=8)
     for t in range(8):
         writer.write(_result(t), _image(t))  # 8 frames fit: no wait
     t0 = time.perf_counter()
     writer.abort()
     assert time.perf_counter() - t0 < 1.0  # at most the frame in progress is finished, the rest dropped
-    assert len(done) <= 2 and not writer._thread.is_alive() and not _writer_threads()
+    assert len(done) <= 2 and not writer._fan._thread.is_alive() and not _writer_threads()
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(RuntimeError, match="writer thread has stopped"):
         writer.write(_result(0), _image(0))
@@ -293,7 +248,7 @@ def test_close_waits_for_every_queued_frame(tmp_path):
     for t in range(N):
         writer.write(_result(t), _image(t))
     folder = writer.close([0], [None], [], {"frames": N})
-    assert not writer._thread.is_alive() and not _writer_threads()
+    assert not writer._fan._thread.is_alive() and not _writer_threads()
     res = json.loads((folder / "results.json").read_text())
     assert [f["index"] for f in res["frames"]] == list(range(N))
     assert len(list((folder / "binary/merged").glob("*.png"))) == N

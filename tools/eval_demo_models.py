@@ -6,7 +6,8 @@
   only a smaller, barely visible object is ignored (neither true nor false positive).
 - ``sam``: SAM 2 box -> mask IoU through the production ``Sam2ImageSegmenter`` given the true box.
 - ``vjepa2``: whether the encoder's features change most at a scene cut (see ``eval_vjepa2``).
-- ``pipeline``: ``sowlv2 demo`` end to end on each seed (J&F, recall, id switches; see ``sowlv2.demo``).
+- ``pipeline``: ``sowlv2 demo`` end to end on each seed (DAVIS 2017 unsupervised J&F, J/F Mean, Recall,
+  Decay; object recall, id switches; see ``sowlv2.demo`` and ``sowlv2.eval.metrics``).
 - ``track``: SAM 2 propagation through a streaming ``Sam2VideoModel`` session: every object visible on
   frame 0 is prompted there with its true box, the next ``--track-frames`` frames are tracked; mask
   IoU per object averaged over the tracked frames where the object or its mask is non-empty.
@@ -248,32 +249,51 @@ PIPELINE_MODES = {
 
 
 def eval_pipeline(models: Path, seeds, frames: int, work: Path, threshold: float, modes) -> dict:
-    """End to end: ``sowlv2 demo`` (``sowlv2.demo.run_demo``) on each seed and mode, then the scores."""
-    from sowlv2.demo import run_demo
+    """End to end: ``sowlv2 demo`` (``sowlv2.demo.run_demo``) on each seed and mode, then the scores.
 
-    res = {"videos": len(seeds), "frames": frames, "threshold": threshold}
+    Scores are DAVIS 2017 unsupervised (``sowlv2 eval``'s default): the headline figures average over
+    all objects of all videos, as DAVIS does (``sowlv2.eval.metrics.aggregate``), and are also given
+    separately for the videos with and without two objects of one colour (by the labels of the
+    objects scored); ``JF_mean_per_video`` is the mean of the per-video J&F-Mean.
+    """
+    from sowlv2.demo import run_demo
+    from sowlv2.eval.metrics import aggregate
+
+    res = {"videos": len(seeds), "seeds": [min(seeds), max(seeds) + 1], "frames": frames, "threshold": threshold,
+           "protocol": "davis"}
     for mode in modes:
-        rows = []
+        rows, results, pair = [], [], []
         t0 = time.time()
         for seed in seeds:
             out = work / mode / f"seed_{seed:03d}"
-            m, _ = run_demo(out, seed, frames, models=models, threshold=threshold, progress=False,
+            m, r = run_demo(out, seed, frames, models=models, threshold=threshold, progress=False,
                             **PIPELINE_MODES[mode])
-            rows.append({k: m[k] for k in ("JF", "J", "F", "recall", "id_switches", "detector_calls", "tracks",
+            colours = [o.label.split()[0] for o in r.objects if o.label]
+            pair.append(len(colours) != len(set(colours)))
+            results.append(r)
+            rows.append({k: m[k] for k in ("JF_mean", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall",
+                                           "F_decay", "object_recall", "id_switches", "detector_calls", "tracks",
                                            "unmatched_tracks")}
-                        | {"seed": seed, "objects": len(m["objects"]),
+                        | {"seed": seed, "objects": len(m["objects"]), "same_colour_pair": pair[-1],
                            "latencies": [o["latency"] for o in m["objects"]]})
+        seconds = (time.time() - t0) / len(rows)
+
         def mean(k: str, rows=rows) -> float:
             return float(np.mean([r[k] for r in rows]))
 
         lat = [x for r in rows for x in r.pop("latencies")]
-        res[mode] = {"JF_mean": mean("JF"), "J_mean": mean("J"), "F_mean": mean("F"), "recall_mean": mean("recall"),
-                     "recall_objects": sum(r["recall"] * r["objects"] for r in rows) / sum(r["objects"] for r in rows),
+        split = {}
+        for name, flag in (("same_colour_pair", True), ("no_same_colour_pair", False)):
+            sel = [r for r, p in zip(results, pair, strict=True) if p == flag]
+            split[name] = aggregate(sel) | {"id_switches": int(sum(r.id_switches for r in sel))} if sel else None
+        res[mode] = {**aggregate(results), "JF_mean_per_video": mean("JF_mean"),
+                     "JF_min_per_video": float(min(r["JF_mean"] for r in rows)),
                      "discovery_latency_median": float(np.median(lat)) if lat else None,
                      "id_switches_mean": mean("id_switches"),
                      "id_switches_max": int(max(r["id_switches"] for r in rows)),
-                     "detector_calls_mean": mean("detector_calls"),
-                     "seconds_per_video": (time.time() - t0) / len(rows), "per_video": rows}
+                     "videos_with_at_most_1_id_switch": int(sum(r["id_switches"] <= 1 for r in rows)),
+                     "detector_calls_mean": mean("detector_calls"), **split,
+                     "seconds_per_video": seconds, "per_video": rows}
         log.info("pipeline %s: %s", mode, json.dumps({k: v for k, v in res[mode].items() if k != "per_video"}))
     return res
 
@@ -293,6 +313,8 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-modes", nargs="+", default=list(PIPELINE_MODES), choices=list(PIPELINE_MODES))
     p.add_argument("--work", type=Path, default=Path("/tmp/sowlv2_demo_eval"), help="pipeline outputs go here")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the sections of an existing --json file that this run does not measure")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     torch.set_num_threads(args.threads)
@@ -313,6 +335,13 @@ def main(argv=None) -> int:
     if "pipeline" in args.what:
         res["pipeline"] = eval_pipeline(args.models, seeds, args.pipeline_frames, args.work, args.pipeline_threshold,
                                         args.pipeline_modes)
+    if args.merge and args.json and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        if "seeds" in old and old["seeds"] != res["seeds"]:  # the seeds of the sections kept
+            for key in ("owl", "sam", "track", "vjepa2"):
+                if key in old and key not in res and isinstance(old[key], dict):
+                    old[key].setdefault("seeds", old["seeds"])
+        res = {k: v for k, v in old.items() if k != "seeds"} | res
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, argument_default=S,
                 description="Text-prompted segmentation and tracking in images and videos "
                             "(OWLv2 + SAM 2 + V-JEPA 2).",
-                epilog="Subcommands: sowlv2 demo | eval | world | bench (each has --help).")
+                epilog="Subcommands: sowlv2 demo | eval | world | bench | export | serve (each has --help).")
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", help="image file, folder of images, video file, or folder of frames "
                                           "(with --frames)")
@@ -56,8 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-binary", action="store_true", help="do not write binary masks (nor binary.mp4)")
     io.add_argument("--no-overlay", action="store_true", help="do not write overlays (nor overlay.mp4)")
     io.add_argument("--mask-videos", action="store_true", help="also write one mask video per object")
+    io.add_argument("--export", nargs="+", metavar="FORMAT",
+                    help="also write training-data exports into <result>/export/<format>/: "
+                         "yolo, cvat, labelstudio, davis, mots")
     io.add_argument("--overwrite", action="store_true", help="replace results in a non-empty output folder")
     io.add_argument("--resume", action="store_true", help="skip inputs an interrupted run completed")
+
+    e = p.add_argument_group("many inputs, engines (see README: Many inputs, clusters)")
+    e.add_argument("--input-list", metavar="FILE", help="a file listing inputs, one path per line (relative "
+                   "to the file's folder); instead of --input")
+    e.add_argument("--engine", choices=("local", "ray"), help="local (default): one input after another here; "
+                   "ray: Ray workers on this machine or a cluster (pip install 'sowlv2[ray]')")
+    e.add_argument("--ray-address", metavar="ADDR", help="auto or HOST:PORT: join a running Ray cluster "
+                   "(default: start Ray on this machine for the run)")
+    e.add_argument("--workers", type=int, help="Ray workers, each loads the models once (default: one per "
+                   "GPU, else one per 2 CPU cores)")
+    e.add_argument("--gpus-per-worker", type=float, help="GPUs per worker; fractions share a GPU "
+                   "(default 1 with GPUs, else 0)")
+    e.add_argument("--cpus-per-worker", type=int, help="CPU cores per worker, also its torch threads "
+                   "(default 2, or CPUs per GPU)")
 
     m = p.add_argument_group("models")
     m.add_argument("--detector", metavar="MODEL", help="detector checkpoint: hub id, local folder or 'demo'; its "
@@ -94,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-gap", type=int, help="a fill never spans more than N frames (default 4)")
     v.add_argument("--fill", help="interpolate (default: between the tracked frames around, output lags "
                                   "up to --max-gap frames) or carry (copy the last tracked frame, no lag)")
+
+    live = p.add_argument_group("live streams (--input rtsp://... | http://... | udp://... | webcam:N | -)")
+    live.add_argument("--realtime", action="store_true", help="process the newest frame and drop (and count) "
+                      "the ones the models cannot keep up with; default: every frame")
+    live.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    live.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    live.add_argument("--open-timeout", type=float, metavar="S", help="seconds for the stream to open, and "
+                      "of silence before it counts as dropped (default 10)")
+    live.add_argument("--reconnect", type=int, metavar="N", help="reopen a dropped stream up to N times, with "
+                      "backoff (default 0)")
+    live.add_argument("--segment-seconds", type=float, metavar="S", help="seconds per overlay video segment "
+                      "(default 60)")
 
     o = p.add_argument_group("output to the terminal")
     o.add_argument("-v", "--verbose", action="store_true", help="more logging; tracebacks on errors")
@@ -135,7 +164,8 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """Log lines of the 'sowlv2' logger to stderr (errors as 'sowlv2: error: ...'); transformers quiet."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose
@@ -156,12 +186,25 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
-    _setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
+    setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
     config = config_from_args(ns)
-    if not config.input:
-        raise UsageError("input: give an image, a folder or a video with --input")
+    if not config.input and not config.input_list:
+        raise UsageError("input: give an image, a folder or a video with --input (or --input-list FILE)")
     if not config.prompt:
         raise UsageError("prompt: give at least one text prompt with --prompt")
+    from .io.live import is_live_input
+    from .live import LIVE_KEYS
+
+    if is_live_input(config.input):  # a stream URL, webcam:N or - (stdin): the live runner
+        if config.engine != "local":
+            raise UsageError("engine: a live stream is processed here, one frame after another; "
+                             "--engine ray takes files, folders and lists")
+        from .live import run_live_cli
+
+        return run_live_cli(config)
+    for key, default in LIVE_KEYS.items():
+        if getattr(config, key) != default:
+            raise UsageError(f"{key}: applies to live input only (--input rtsp://..., http://..., webcam:N or -)")
     from .pipeline import SOWLv2Pipeline
 
     reports = SOWLv2Pipeline(config).process()
@@ -215,7 +258,9 @@ def _subcommands() -> dict[str, Callable[[list[str]], int]]:
         return call
 
     return {"eval": lazy("sowlv2.eval.cli", "eval_main"), "world": lazy("sowlv2.eval.cli", "world_main"),
-            "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main")}
+            "bench": bench_main, "demo": lazy("sowlv2.eval.cli", "demo_main"),
+            "export": lazy("sowlv2.export.cli", "export_main"),
+            "serve": lazy("sowlv2.app", "serve_main")}  # the web UI (needs the app extra: gradio)
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler API

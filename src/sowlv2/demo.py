@@ -4,7 +4,8 @@ Steps: write a world video with exact ground truth (``sowlv2.eval.world.generate
 are ``(seed, 0)``, disjoint from the training seeds, which are integers >= 1000), run
 ``SOWLv2Pipeline.process_video`` with the demo OWLv2, SAM 2 and V-JEPA 2 checkpoints
 (``sowlv2.demo_models``) and the video's category labels as prompts, then score the results with
-``sowlv2.eval.metrics.evaluate`` (J, F, J&F, recall, discovery latency, id switches) and write
+``sowlv2.eval.metrics.evaluate`` (DAVIS 2017 unsupervised J&F, J and F Mean / Recall / Decay; object
+recall, discovery latency, id switches) and write
 ``demo_metrics.json`` in the output folder. Runs on the CPU in seconds; no download. The command
 line (printing the scores) is ``sowlv2.eval.cli.demo_main``.
 """
@@ -67,5 +68,5 @@ def run_demo(output: str | Path, seed: int = 0, frames: int = 48, *, models: str
     metrics = {"seed": [seed, 0], "frames": frames, "prompts": prompts, "settings": settings,
                "results": str(result_dir), "seconds": round(seconds, 2), **result.to_dict()}
     (out / "demo_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log.info("demo: J&F %.3f in %.1f s, %s", result.JF, seconds, out / "demo_metrics.json")
+    log.info("demo: J&F-Mean %.3f in %.1f s, %s", result.JF_mean, seconds, out / "demo_metrics.json")
     return metrics, result

@@ -29,7 +29,8 @@ from .engine import (
     VideoRunState,  # noqa: F401 - the name before the engine (sowlv2.pipeline.VideoRunState)
     frame_result,
 )
-from .errors import ModelLoadError, SOWLv2Error, UsageError
+from .errors import SOWLv2Error, UsageError
+from .export import export_sinks
 from .io.images import read_image, to_rgb
 from .io.inputs import InputItem, discover_inputs, iter_frames, video_fps
 from .io.sinks import InputWriter
@@ -222,9 +223,12 @@ class SOWLv2Pipeline:
             return self._selector_factory()
         from .keyframes import make_selector
 
+        return make_selector(self.config, encoder=self.vjepa2 if self._needs_encoder() else None)
+
+    def _needs_encoder(self) -> bool:
         c = self.config
-        needs_encoder = c.enable_vjepa2 and c.keyframe_strategy not in ("uniform", "pixel")
-        return make_selector(c, encoder=self.vjepa2 if needs_encoder else None)
+        return (self._selector_factory is None and c.enable_vjepa2
+                and c.keyframe_strategy not in ("uniform", "pixel"))
 
     def track(self, video, prompts=None, selector=None) -> Iterator[FrameResult]:
         """Track the prompts through a video, yielding one FrameResult per processed frame.
@@ -285,13 +289,19 @@ class SOWLv2Pipeline:
                 fps = min(fps, info.fps)
                 total = int(round(total * fps / info.fps)) if total else None
         writer = None
+        # Models load before the bar starts: loading is not counted in the first frame (the ETA), and
+        # its log lines are not printed onto the bar.
+        _ = self.detector, self.tracker
+        if self._needs_encoder():
+            _ = self.vjepa2.is_available  # loads V-JEPA 2 now (or logs why it cannot, once)
         bar = _progress(total, item.name, self.config.progress)
         try:
             for frame, result in self._track_frames(item, prompts):
                 if writer is None:
                     writer = InputWriter(out_root / item.name, item.path.name, "video", prompts,
                                          result.size, self.config, fps=fps, background=self.background_write,
-                                         queue_size=WRITE_QUEUE_FRAMES)
+                                         queue_size=WRITE_QUEUE_FRAMES,
+                                         extra_sinks=export_sinks(self.config.export), source=item.path)
                 writer.write(result, frame.image)  # with background_write: queued; raises a worker error
                 bar.update(1)
                 if on_frame is not None:
@@ -319,7 +329,8 @@ class SOWLv2Pipeline:
         result = self._segment_image(arr, prompts, seconds)
         if len(result) == 0:
             log.info("%s: nothing found for %s", item.path.name, ", ".join(repr(p) for p in prompts))
-        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config)
+        writer = InputWriter(out_root / item.name, item.path.name, "image", prompts, result.size, self.config,
+                             extra_sinks=export_sinks(self.config.export), source=item.path)
         try:
             writer.write(result, arr)
             seconds["total"] = time.perf_counter() - t0
@@ -367,7 +378,8 @@ class SOWLv2Pipeline:
 
     # ------------------------------------------------------------------ whole runs
     def process(self, input=None, prompts=None, output_dir=None) -> list[InputReport]:  # noqa: A002
-        """Do what the CLI does: every input under ``input`` into ``output_dir``.
+        """Do what the CLI does: every input under ``input`` into ``output_dir``, on ``config.engine``
+        (``local``: here, one input after another; ``ray``: Ray workers, see ``sowlv2.runner``).
 
         Everything that can be checked is checked before anything is written: the inputs exist, the
         output folder is usable (empty unless ``overwrite`` / ``resume``), no result folder would
@@ -375,6 +387,9 @@ class SOWLv2Pipeline:
         that input) is logged as one error and skipped; the others go on. A model or setting error
         stops the run. ``OUTPUT/run.json`` records the settings, versions and each input's status as
         the run goes; a run that completes nothing in an output folder that was empty leaves nothing.
+
+        Args:
+            input: a file, a folder or a glob (default: ``config.input``, else ``config.input_list``).
 
         Returns:
             one InputReport per input (status ``done``, ``failed`` or ``skipped``).
@@ -384,78 +399,12 @@ class SOWLv2Pipeline:
             InputError: the only input is bad.
             KeyboardInterrupt: after marking run.json ``interrupted`` (unfinished results removed).
         """
-        from .io.sinks import check_replaceable
-        from .run_log import RunLog, check_output_dir, clean_stale_partials, prepare_output_dir
+        from .runner import run
 
-        input = input if input is not None else self.config.input
-        if not input:
-            raise UsageError("input: give an image, a folder or a video, e.g. --input photo.jpg")
-        prompts = self._prompts(prompts)
-        out_root = Path(output_dir or self.config.output).expanduser()
-        items = discover_inputs(input, frames=self.config.frames)
-        check_output_dir(out_root, self.config)
-        for item in items:
-            check_replaceable(out_root / item.name)
-        was_empty = not out_root.is_dir() or not any(out_root.iterdir())
-        created = prepare_output_dir(out_root)
-        run_log = RunLog(out_root, self.config, prompts, resume=self.config.resume)  # checks --resume settings
-        if self.config.resume or self.config.overwrite:
-            clean_stale_partials(out_root)
-        reports: list[InputReport] = []
-        current = None
-        try:
-            for k, item in enumerate(items):
-                if run_log.is_done(item):
-                    log.info("%s: already complete, skipped (--resume)", item.name)
-                    reports.append(InputReport(item.name, str(item.path), item.kind, "skipped",
-                                               output=str(out_root / item.name)))
-                    continue
-                log.info("[%d/%d] %s", k + 1, len(items), item.path.name)
-                current = item
-                run_log.start(item)
-                try:
-                    report = self._run_item(item, prompts, out_root)
-                except (UsageError, ModelLoadError):
-                    raise  # not this input's fault: the run cannot go on
-                except Exception as exc:
-                    if len(items) == 1:
-                        run_log.finish(item, InputReport(item.name, str(item.path), item.kind, "failed",
-                                                         error=_error_text(item, exc)))
-                        raise
-                    error = _error_text(item, exc)
-                    log.error("%s", error)
-                    log.debug("traceback of %s", item.path, exc_info=True)
-                    report = InputReport(item.name, str(item.path), item.kind, "failed", error=error)
-                run_log.finish(item, report)
-                reports.append(report)
-                current = None
-        except KeyboardInterrupt:
-            run_log.interrupt(current)
-            raise
-        except BaseException as exc:
-            if current is not None and run_log.data["inputs"].get(current.name, {}).get("status") == "running":
-                run_log.finish(current, InputReport(current.name, str(current.path), current.kind, "failed",
-                                                    error=_error_text(current, exc)))
-            run_log.abort(_error_text(current, exc) if current is not None else str(exc))
-            if was_empty and not run_log.any_done():
-                run_log.discard(remove_folder=created)
-            raise
-        run_log.close()
-        if was_empty and not run_log.any_done():
-            run_log.discard(remove_folder=created)
-        return reports
-
-
-def _error_text(item: InputItem, exc: BaseException) -> str:
-    """One line for run.json and the log: the SOWLv2Error's message (it names the file), or the
-    input, the exception type and its first line for an unexpected failure."""
-    if isinstance(exc, SOWLv2Error):
-        return str(exc)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{item.path}: internal error: {type(exc).__name__}: {first} (rerun with -v for details)"
+        return run(self, input, prompts, output_dir)
 
 
 def _progress(total: int | None, name: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
-    return tqdm(total=total, desc=name, unit="frame", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, name, enabled)

@@ -6,8 +6,10 @@ keys differ. Every save writes a temporary file and renames it, so run.json is n
 
 Run status: ``running`` -> ``done`` (every input done), ``failed`` (some input failed) or
 ``interrupted`` (Ctrl-C / SIGTERM; rerun with --resume). Input status: ``running``, ``done``,
-``failed`` (with ``error``), ``interrupted``. After ``kill -9`` the run and the input it was on stay
-``running``; ``--resume`` redoes that input.
+``failed`` (with ``error``), ``interrupted``; with the ray engine also ``worker`` (node:pid) and
+``retries`` (one ``{"reason", "at"}`` per retry after a lost worker). ``engine`` records the engine
+and its torch threads (and Ray's workers). Only the driver writes it. After ``kill -9`` the run and
+the input it was on stay ``running``; ``--resume`` redoes that input.
 """
 
 from __future__ import annotations
@@ -28,14 +30,22 @@ from .io.sinks import atomic_write_json, is_result_folder
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-# Settings that do not change results (a resumed run may differ in them).
-_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output"}
+# Settings that do not change results (a resumed run may differ in them): run control, the engine
+# (either engine continues a run of either), vjepa2_clips_per_pass (it only batches the encoder's clips)
+# and how a live stream is (re)opened.
+_RUN_CONTROL = {"overwrite", "resume", "progress", "input", "output", "vjepa2_clips_per_pass", "open_timeout",
+                "reconnect", "input_list", "engine", "ray_address", "workers", "gpus_per_worker", "cpus_per_worker"}
 
 
-def result_settings(config, prompts: list[str]) -> dict:
-    """The settings that determine results: everything but input/output paths and run control."""
+def result_settings(config, prompts: list[str], torch_threads: int | None = None) -> dict:
+    """The settings that determine results: everything but input/output paths and run control, plus
+    torch's thread count (float sums, and so masks, can differ between thread counts): this process's,
+    or ``torch_threads``, the count of the processes that do the work (the ray engine's workers)."""
+    import torch
+
     data = {k: v for k, v in config.to_dict().items() if k not in _RUN_CONTROL}
     data["prompt"] = list(prompts)
+    data["torch_threads"] = torch_threads or torch.get_num_threads()
     return data
 
 
@@ -125,12 +135,14 @@ class RunLog:
         config: the run's PipelineBaseData.
         prompts: the prompts of the run.
         resume: read a previous run.json and keep its completed inputs (settings must match).
+        torch_threads: torch's thread count of the processes that do the work (default: this one's).
     """
 
-    def __init__(self, out_root: Path, config, prompts: list[str], resume: bool = False) -> None:
+    def __init__(self, out_root: Path, config, prompts: list[str], resume: bool = False,
+                 torch_threads: int | None = None) -> None:
         self.path = out_root / RUN_FILE
         self.out_root = out_root
-        settings = result_settings(config, prompts)
+        settings = result_settings(config, prompts, torch_threads)
         previous = self._read() if resume else None
         if previous is not None:
             before = previous.get("settings", {})
@@ -146,6 +158,7 @@ class RunLog:
         self.data.pop("finished", None)
         self.data.pop("error", None)
         self.t0 = time.perf_counter()
+        self._retried: set[str] = set()  # inputs retried in this run (their records keep "retries")
         self._save()
 
     def _read(self) -> dict | None:
@@ -163,6 +176,21 @@ class RunLog:
     def _save(self) -> None:
         atomic_write_json(self.path, self.data)
 
+    def set(self, key: str, value) -> None:
+        """Record ``value`` under ``key`` (e.g. ``engine``: the engine, its workers, torch threads)."""
+        self.data[key] = value
+        self._save()
+
+    def retry(self, item, reason: str) -> None:
+        """Record that ``item`` is tried again (its worker was lost: ``reason``)."""
+        rec = self.data["inputs"].setdefault(item.name, {"path": str(item.path), "kind": item.kind})
+        rec["status"] = "running"
+        if item.name not in self._retried:
+            rec["retries"] = []
+            self._retried.add(item.name)
+        rec.setdefault("retries", []).append({"reason": reason, "at": _now()})
+        self._save()
+
     def is_done(self, item) -> bool:
         """Whether a previous run completed ``item`` (same input file, result folder present)."""
         rec = self.data["inputs"].get(item.name)
@@ -173,14 +201,21 @@ class RunLog:
         except OSError:
             return False
 
-    def start(self, item) -> None:
+    def start(self, item, **extra) -> None:
+        """Mark ``item`` running (``extra``: e.g. ``worker``, where it runs); the retries recorded by
+        ``retry`` are kept."""
+        retries = self.data["inputs"].get(item.name, {}).get("retries") if item.name in self._retried else None
         self.data["inputs"][item.name] = {"path": str(item.path), "kind": item.kind, "status": "running",
-                                          "started": _now()}
+                                          "started": _now(), **({"retries": retries} if retries else {}), **extra}
         self._save()
 
-    def finish(self, item, report) -> None:
+    def finish(self, item, report, **extra) -> None:
+        """Record ``report`` (an InputReport) for ``item``, with ``extra`` (e.g. ``worker``) and its retries."""
         rec = {k: v for k, v in vars(report).items() if v is not None and k != "name"}
-        self.data["inputs"][item.name] = rec
+        retries = self.data["inputs"].get(item.name, {}).get("retries") if item.name in self._retried else None
+        if retries:
+            rec["retries"] = retries
+        self.data["inputs"][item.name] = {**rec, **extra}
         self._save()
 
     def interrupt(self, item=None) -> None:

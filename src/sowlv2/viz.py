@@ -67,7 +67,11 @@ def draw_overlay(image: np.ndarray, result: FrameResult, which: list[int] | None
         x0, y0 = float(result.boxes[i][0]), float(result.boxes[i][1])
         text = f"{result.labels[i]} #{int(result.ids[i])} {float(result.scores[i]):.2f}"
         left, t, r, b = draw.textbbox((0, 0), text, font=font)
-        ty = max(0.0, y0 - (b - t) - 4)
-        draw.rectangle([x0, ty, x0 + (r - left) + 4, ty + (b - t) + 4], fill=color_for(int(result.ids[i])))
-        draw.text((x0 + 2, ty + 2 - t), text, fill=(0, 0, 0), font=font)
+        tw, th = (r - left) + 4, (b - t) + 4
+        # Above the box where there is room, else at its top; always moved inside the image (a label of
+        # an object at the right or bottom edge is shifted left / up instead of being cut off).
+        ty = min(max(0.0, y0 - th), max(0.0, h - th))
+        tx = min(max(0.0, x0), max(0.0, w - tw))
+        draw.rectangle([tx, ty, tx + tw, ty + th], fill=color_for(int(result.ids[i])))
+        draw.text((tx + 2, ty + 2 - t), text, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)

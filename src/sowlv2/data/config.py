@@ -22,6 +22,8 @@ FILL_MODES = ("interpolate", "carry")  # the one list (sowlv2.fill, sowlv2.engin
 DEFAULT_OWL_MODEL = "google/owlv2-base-patch16-ensemble"
 DEFAULT_SAM_MODEL = "facebook/sam2.1-hiera-small"
 DEFAULT_VJEPA2_MODEL = "facebook/vjepa2-vitl-fpc16-256-ssv2"
+ENGINES = ("local", "ray")
+_RAY_KEYS = ("ray_address", "workers", "gpus_per_worker", "cpus_per_worker")
 ALIASES = {"detector": "owl_model", "tracker": "sam_model"}  # generic key -> the stored (seed) key
 
 
@@ -53,6 +55,8 @@ class PipelineBaseData:
     no_binary: bool = False
     no_overlay: bool = False
     mask_videos: bool = False
+    # Exports for training data (sowlv2.export): formats written under <result>/export/<format>/.
+    export: list[str] = field(default_factory=list)
     # Video.
     frames: bool = False
     fps: float | None = None
@@ -70,10 +74,24 @@ class PipelineBaseData:
     track_budget: float = 1.0
     max_gap: int = 4
     fill: str = "interpolate"
+    # Live streams (--input URL | webcam:N | -; sowlv2.live).
+    open_timeout: float = 10.0
+    reconnect: int = 0
+    realtime: bool = False
+    duration: float | None = None
+    max_frames: int | None = None
+    segment_seconds: float = 60.0
     # Run control.
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
+    # Many inputs, engines (sowlv2.runner; --engine ray: sowlv2.engines.ray_engine).
+    input_list: str | None = None  # a file of input paths, one per line
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # None: start a local Ray; "auto" or HOST:PORT: join that cluster
+    workers: int | None = None  # Ray workers (default: one per GPU, else one per 2 CPU cores)
+    gpus_per_worker: float | None = None  # default 1 when the cluster has GPUs, else 0
+    cpus_per_worker: int | None = None  # also each worker's torch threads (default 2, or CPUs / GPUs)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +115,12 @@ class PipelineBaseData:
         _min("max_lost", self.max_lost, 1)
         _min("vjepa2_frames_per_clip", self.vjepa2_frames_per_clip, 2)
         _min("vjepa2_clips_per_pass", self.vjepa2_clips_per_pass, 1)
+        for key in ("open_timeout", "duration", "segment_seconds"):  # live streams
+            value = getattr(self, key)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"{key}: must be a positive number of seconds, got {value}")
+        _min("reconnect", self.reconnect, 0)
+        _min("max_frames", self.max_frames, 1)
         if self.fps is not None and not (self.fps > 0 and math.isfinite(self.fps)):
             raise UsageError(f"fps: must be a positive number, got {self.fps}")
         if self.dtype not in DTYPES:
@@ -116,6 +140,21 @@ class PipelineBaseData:
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise UsageError(f"device: must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+        from ..export import check_formats
+
+        self.export = check_formats(self.export)
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine: must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        _min("workers", self.workers, 1)
+        _min("cpus_per_worker", self.cpus_per_worker, 1)
+        gpus = self.gpus_per_worker
+        if gpus is not None and not (gpus >= 0 and math.isfinite(gpus)):
+            raise UsageError(f"gpus_per_worker: must be 0 or more (a fraction shares a GPU), got {gpus}")
+        if self.engine == "local" and any(getattr(self, k) is not None for k in _RAY_KEYS):
+            given = ", ".join(k for k in _RAY_KEYS if getattr(self, k) is not None)
+            raise UsageError(f"{given}: settings of the ray engine; add --engine ray")
+        if self.input is not None and self.input_list is not None:
+            raise UsageError("input and input_list exclude each other: give --input or --input-list")
         if self.overwrite and self.resume:
             raise UsageError("overwrite and resume exclude each other: choose one")
 
@@ -205,7 +244,12 @@ _FIELD_TYPES: dict[str, str] = {
     "enable_vjepa2": "bool", "vjepa2_model": "str", "vjepa2_frames_per_clip": "int", "vjepa2_clips_per_pass": "int",
     "keyframe_budget": "float", "keyframe_strategy": "str", "overwrite": "bool", "resume": "bool",
     "progress": "bool",
+    "export": "strlist",
     "track_budget": "float", "max_gap": "int", "fill": "str",
+    "open_timeout": "float", "reconnect": "int", "realtime": "bool", "duration": "float?", "max_frames": "int?",
+    "segment_seconds": "float",
+    "input_list": "str?", "engine": "str", "ray_address": "str?", "workers": "int?", "gpus_per_worker": "float?",
+    "cpus_per_worker": "int?",
 }
 
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from .metrics import EvalResult, evaluate
+from .metrics import PROTOCOLS, EvalResult, boundary_radius, evaluate, write_davis_pngs
 from .world import PRESETS, generate_world
 
 
@@ -52,17 +52,26 @@ def world_parser() -> argparse.ArgumentParser:
 
 def eval_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sowlv2 eval",
-                description="Score SOWLv2 video results against DAVIS-style ground truth "
-                            "(unsupervised protocol: J, F, J&F, recall, discovery latency, id switches).")
+                description="Score SOWLv2 video results against DAVIS-style ground truth with the DAVIS 2017 "
+                            "definitions (J&F-Mean, J/F Mean, Recall, Decay), plus object recall, discovery "
+                            "latency and id switches.")
     p.add_argument("--pred", required=True, metavar="OUT",
                    help="results.json, its folder, or an --output folder with exactly one "
                         "<name>/results.json")
     p.add_argument("--gt", required=True, metavar="GT_DIR",
                    help="folder with Annotations/*.png (+ categories.json), as `sowlv2 world` writes, "
                         "or a folder of annotation PNGs")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="davis",
+                   help="davis: DAVIS 2017 unsupervised, tracks assigned to objects by the Hungarian algorithm "
+                        "on (J+F)/2, every frame scored (default); semi-supervised: track id k is object k, "
+                        "first and last frame not scored")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the scores as JSON here")
     p.add_argument("--bound-th", type=float, default=0.008,
-                   help="boundary tolerance as a fraction of the image diagonal (default 0.008)")
+                   help="boundary tolerance as a fraction of the image diagonal, or whole pixels when >= 1 "
+                        "(default 0.008)")
+    p.add_argument("--davis-pngs", metavar="DIR", default=None,
+                   help="also write the predictions as DAVIS result PNGs (DIR/00000.png, ...) for the official "
+                        "davis2017-evaluation code; tracks renumbered 1, 2, ... for --protocol davis")
     return p
 
 
@@ -94,24 +103,30 @@ def world_main(argv: list[str]) -> int:
 
 def format_table(result: EvalResult) -> str:
     """A plain-text table of per-object rows and the video's summary."""
-    lines = [f"{'gt':>4}  {'label':<16} {'pred':>5}  {'J':>6} {'F':>6}  {'first':>5} {'latency':>7} "
-             f"{'switches':>8}"]
+    lines = [f"{'gt':>4}  {'label':<16} {'pred':>5}  {'J':>6} {'J-rec':>6} {'J-dec':>6}  {'F':>6} {'F-rec':>6} "
+             f"{'F-dec':>6}  {'first':>5} {'latency':>7} {'switches':>8}"]
     for o in result.objects:
         pred = "-" if o.pred_id is None else str(o.pred_id)
         lat = f"{o.latency}" if o.discovered else f"{o.latency}*"
-        lines.append(f"{o.gt_id:>4}  {(o.label or '')[:16]:<16} {pred:>5}  {o.J:6.3f} {o.F:6.3f}  "
+        lines.append(f"{o.gt_id:>4}  {(o.label or '')[:16]:<16} {pred:>5}  {o.J_mean:6.3f} {o.J_recall:6.3f} "
+                     f"{o.J_decay:6.3f}  {o.F_mean:6.3f} {o.F_recall:6.3f} {o.F_decay:6.3f}  "
                      f"{o.first_frame:>5} {lat:>7} {o.id_switches:>8}")
     lat = result.discovery_latency
     calls = "n/a" if result.detector_calls is None else str(result.detector_calls)
+    r = result
     lines += [
         "",
-        f"J&F {result.JF:.3f}   J {result.J:.3f}   F {result.F:.3f}   recall {result.recall:.3f} "
-        f"({sum(o.J >= 0.5 for o in result.objects)}/{len(result.objects)} objects)",
+        f"DAVIS 2017 {'unsupervised' if r.protocol == 'davis' else 'semi-supervised'}, "
+        f"{r.frames_scored} of {r.frames} frames scored",
+        f"J&F-Mean {r.JF_mean:.3f}   J-Mean {r.J_mean:.3f}   J-Recall {r.J_recall:.3f}   J-Decay {r.J_decay:.3f}   "
+        f"F-Mean {r.F_mean:.3f}   F-Recall {r.F_recall:.3f}   F-Decay {r.F_decay:.3f}",
+        f"object recall {r.object_recall:.3f} ({sum(o.J_mean >= 0.5 for o in r.objects)}/{len(r.objects)} "
+        "objects with J-Mean >= 0.5)",
         f"discovery latency (frames): median {lat['median']:g}, p95 {lat['p95']:g}, max {lat['max']:g}"
-        + ("   (* never discovered: frames to the end)" if any(not o.discovered for o in result.objects)
+        + ("   (* never discovered: frames to the end)" if any(not o.discovered for o in r.objects)
            else ""),
-        f"id switches {result.id_switches}   tracks {result.tracks} ({result.unmatched_tracks} unmatched)   "
-        f"frames {result.frames}   detector calls {calls}",
+        f"id switches {r.id_switches}   tracks {r.tracks} ({r.unmatched_tracks} unmatched)   "
+        f"detector calls {calls}",
     ]
     return "\n".join(lines)
 
@@ -119,10 +134,16 @@ def format_table(result: EvalResult) -> str:
 def eval_main(argv: list[str]) -> int:
     """Run ``sowlv2 eval``; returns the exit code (0)."""
     args = eval_parser().parse_args(argv)
-    if not args.bound_th > 0:
-        raise UsageError(f"sowlv2 eval: --bound-th must be > 0, got {args.bound_th}")
-    result = evaluate(args.pred, args.gt, bound_th=args.bound_th)
+    try:
+        boundary_radius(1, 1, args.bound_th)
+    except ValueError as exc:
+        raise UsageError(f"sowlv2 eval: --bound-th: {exc}") from exc
+    result = evaluate(args.pred, args.gt, protocol=args.protocol, bound_th=args.bound_th)
     print(format_table(result))
+    if args.davis_pngs:
+        folder = write_davis_pngs(args.pred, args.davis_pngs, frames=result.frames,
+                                  renumber=args.protocol == "davis")
+        print(f"DAVIS result PNGs: {folder}")
     if args.json:
         out = Path(args.json)
         try:
@@ -153,9 +174,11 @@ def demo_parser() -> argparse.ArgumentParser:
 
 def demo_main(argv: list[str]) -> int:
     """``sowlv2 demo``: :func:`sowlv2.demo.run_demo`, then the score table and where the outputs are."""
+    from ..cli import setup_logging
     from ..demo import run_demo
 
     args = demo_parser().parse_args(argv)
+    setup_logging(False, args.quiet)  # as the main command: no transformers loading bars, our log lines
     metrics, result = run_demo(args.output, args.seed, args.frames, models=args.models, device=args.device,
                                threshold=args.threshold, detect_every=args.detect_every,
                                enable_vjepa2=not args.no_vjepa2, progress=not args.quiet)

@@ -12,7 +12,8 @@ the id map. The annotation of a pixel is therefore exactly the object whose colo
 
 Everything is drawn from numpy ``Generator`` streams seeded by the caller, so a seed gives the same
 video, bit for bit, on every run. ``iter_world_video`` streams frames in memory; ``generate_world``
-writes DAVIS-style folders (``video.mp4``, ``Annotations/00000.png``, ``categories.json``).
+writes DAVIS-style folders (``video.mp4``, ``Annotations/00000.png``, ``categories.json``) and, around
+them, the DAVIS 2017 layout (``JPEGImages/480p/``, ``Annotations_unsupervised/480p/``, ``ImageSets/2017``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,6 +369,20 @@ def iter_world_video(seed: int | Sequence[int], frames: int, size: tuple[int, in
 
 
 PRESETS: tuple[str, ...] = ("default", "events")
+DAVIS_RESOLUTION = "480p"  # the folder name the official DAVIS 2017 evaluation reads, whatever the frame size
+DAVIS_SET = "val"
+
+
+def _davis_folders(out: Path, name: str) -> tuple[Path, Path, Path]:
+    """``out``'s DAVIS 2017 folders of sequence ``name``, emptied of earlier frames: (JPEGImages,
+    Annotations_unsupervised, Annotations), each ``.../480p/<name>``."""
+    folders = tuple(out / top / DAVIS_RESOLUTION / name
+                    for top in ("JPEGImages", "Annotations_unsupervised", "Annotations"))
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in (*folder.glob("*.jpg"), *folder.glob("*.png")):
+            stale.unlink()
+    return folders
 
 
 def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
@@ -379,6 +395,13 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
     value = object id, 0 = background, one per frame), ``categories.json`` (``{"1": "red circle", ...}``)
     and ``world.json`` (seed, frames, size, fps, cut frames, preset; ``events`` too for the events
     preset). Frames stream to disk as they are drawn.
+
+    ``output_dir`` is also a DAVIS 2017 root with one sequence ``video_{i:03d}`` per video, laid out as
+    the official davis2017-evaluation code reads it: ``JPEGImages/480p/<seq>/{frame:05d}.jpg`` (the
+    frames as drawn, JPEG quality 95), ``Annotations_unsupervised/480p/<seq>/{frame:05d}.png`` (unsupervised
+    task) and ``Annotations/480p/<seq>/{frame:05d}.png`` (semi-supervised task), both the same PNGs as
+    ``video_{i:03d}/Annotations/``, and ``ImageSets/2017/val.txt`` listing the sequences. ``480p`` is
+    the folder name the official code reads; the frames keep ``size``.
 
     Args:
         output_dir: folder to create (existing video folders are overwritten).
@@ -415,10 +438,14 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
             ann.mkdir(parents=True, exist_ok=True)
             for stale in ann.glob("*.png"):
                 stale.unlink()
+            jpegs, davis_unsup, davis_semi = _davis_folders(out, folder.name)
             with VideoWriter(folder / "video.mp4", fps=fps) as writer:
                 for t, (rgb, id_map) in enumerate(world):
                     writer.write(rgb)
                     save_annotation(ann / f"{t:05d}.png", id_map)
+                    Image.fromarray(rgb).save(jpegs / f"{t:05d}.jpg", quality=95)
+                    for davis in (davis_unsup, davis_semi):
+                        shutil.copyfile(ann / f"{t:05d}.png", davis / f"{t:05d}.png")
                     bar.update(1)
             cats = {str(k): v for k, v in world.categories.items()}
             (folder / "categories.json").write_text(json.dumps(cats, indent=2) + "\n")
@@ -431,4 +458,7 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
             folders.append(folder)
     finally:
         bar.close()
+    image_sets = out / "ImageSets" / "2017"
+    image_sets.mkdir(parents=True, exist_ok=True)
+    (image_sets / f"{DAVIS_SET}.txt").write_text("".join(f"{f.name}\n" for f in folders))
     return folders

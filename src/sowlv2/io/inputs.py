@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,3 +144,68 @@ def video_fps(item: InputItem, fps: float | None) -> float:
     if item.kind == "frames":
         return DEFAULT_FRAMES_FPS
     return probe_video(item.path).fps or DEFAULT_FRAMES_FPS
+
+
+_GLOB_CHARS = set("*?[")
+
+
+def read_input_list(list_file: str | Path) -> list[Path]:
+    """The paths of an ``--input-list`` file: one per line; blank lines and lines starting with ``#``
+    are skipped; a relative path is relative to the list file's folder.
+
+    Raises:
+        UsageError: the file cannot be read, or lists nothing.
+    """
+    list_file = Path(list_file).expanduser()
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"input-list: {list_file} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"input-list: cannot read {list_file}: {exc}") from None
+    base = list_file.absolute().parent
+    paths = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line).expanduser()
+            paths.append(path if path.is_absolute() else base / path)
+    if not paths:
+        raise UsageError(f"input-list: {list_file} lists no inputs (one path per line)")
+    return paths
+
+
+def collect_inputs(input_path: str | Path | None = None, input_list: str | Path | None = None,
+                   frames: bool = False) -> list[InputItem]:
+    """Every input of a run: ``input_path`` (a file, a folder, or a glob such as ``videos/*.mp4``),
+    or each path listed in ``input_list`` (see ``read_input_list``); each path goes through
+    ``discover_inputs``, and result-folder names are made unique over all of them.
+
+    Paths are made absolute (``..`` removed), so that workers with another working folder find them.
+
+    Raises:
+        UsageError: a path does not exist (naming its list line), a glob matches nothing.
+        InputError: a folder holds no images or videos.
+    """
+    if input_list is not None:
+        paths = read_input_list(input_list)
+        items = []
+        for line_no, path in enumerate(paths, 1):
+            if not path.exists():
+                raise UsageError(f"input-list: {path} (entry {line_no} of {input_list}) does not exist")
+            items += discover_inputs(path, frames=frames)
+    else:
+        text = str(input_path)
+        if not Path(text).expanduser().exists() and _GLOB_CHARS & set(text):
+            import glob
+
+            matches = sorted(glob.glob(str(Path(text).expanduser()), recursive=True),
+                             key=lambda m: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", m)])
+            matches = [m for m in matches if frames or Path(m).is_file()]
+            if not matches:
+                raise UsageError(f"input: the pattern {text} matches no " + ("folders" if frames else "files"))
+            items = [it for m in matches for it in discover_inputs(m, frames=frames)]
+        else:
+            items = discover_inputs(input_path, frames=frames)
+    items = [InputItem(Path(os.path.abspath(it.path)), it.kind, it.name) for it in items]
+    return _unique(items)

@@ -28,20 +28,25 @@ class Sam2ImageSegmenter:
         self.model, self.processor, self.device, self.dtype = model, processor, device, dtype
         self.encodings = 0  # image encodings, for stats and tests
 
+    # transformers classes; subclasses for SAM 2-style image models change only these (EdgeTAM:
+    # ``sowlv2.models.sam_family``).
+    model_class = "Sam2Model"
+    processor_class = "Sam2Processor"
+
     @classmethod
     def from_pretrained(cls, name: str, device: torch.device, dtype: str = "float32") -> Sam2ImageSegmenter:
-        from transformers import Sam2Model, Sam2Processor
+        import transformers
         from transformers.utils import logging as hf_logging
 
         torch_dtype = resolve_dtype(dtype, device)
-        processor = load_pretrained(Sam2Processor.from_pretrained, name, "tracker")
-        # The hub's sam2.1 checkpoints are Sam2VideoModel checkpoints; Sam2Model loads them and warns.
+        processor = load_pretrained(getattr(transformers, cls.processor_class).from_pretrained, name, "tracker")
+        # The hub's sam2.1 (and EdgeTAM) checkpoints are video checkpoints; the image model loads them and warns.
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = load_model(Sam2Model, name, "tracker", device, torch_dtype)
+                model = load_model(getattr(transformers, cls.model_class), name, "tracker", device, torch_dtype)
         finally:
             hf_logging.set_verbosity(verbosity)
         return cls(model, processor, device, torch_dtype)

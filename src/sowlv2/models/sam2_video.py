@@ -93,42 +93,51 @@ class Sam2VideoTracker:
         self.max_pointers = int(model.config.max_object_pointers_in_encoder)
         self.reset()
 
+    # The transformers classes and the family name of this tracker; subclasses for other SAM 2-style
+    # video models (EdgeTAM, SAM 3's tracker) change only these (``sowlv2.models.sam_family``).
+    model_class = "Sam2VideoModel"
+    processor_class = "Sam2VideoProcessor"
+    family = "SAM 2"
+    example = "facebook/sam2.1-hiera-tiny"
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu",
                         dtype: torch.dtype = torch.float32, max_cond_frames: int = 3) -> Sam2VideoTracker:
-        """Load ``Sam2VideoModel`` + ``Sam2VideoProcessor`` from a hub id or a local folder.
+        """Load ``cls.model_class`` + ``cls.processor_class`` (``Sam2VideoModel`` + ``Sam2VideoProcessor``
+        here) from a hub id or a local folder.
 
         Raises:
             ModelLoadError: the folder / hub id cannot be loaded, or its configuration is one that
                 transformers' video tracker cannot run.
         """
-        from transformers import Sam2VideoModel, Sam2VideoProcessor
+        import transformers
 
         from ..demo_models import resolve
 
         name = resolve(str(name_or_path), "sam")  # "demo" -> the shipped demo checkpoint
+        model_cls, processor_cls = getattr(transformers, cls.model_class), getattr(transformers, cls.processor_class)
         try:
-            model = Sam2VideoModel.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False)
-            processor = Sam2VideoProcessor.from_pretrained(name)
+            model = model_cls.from_pretrained(name, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+            processor = processor_cls.from_pretrained(name)
         except (OSError, ValueError) as err:
             where = "the folder exists but" if Path(name).is_dir() else "there is no such local folder and"
             raise ModelLoadError(
-                f"cannot load the SAM 2 video model {name!r}: {where} it could not be loaded as a "
-                f"Sam2VideoModel + Sam2VideoProcessor ({type(err).__name__}: {err}). Pass a folder holding "
+                f"cannot load the {cls.family} video model {name!r}: {where} it could not be loaded as a "
+                f"{cls.model_class} + {cls.processor_class} ({type(err).__name__}: {err}). Pass a folder holding "
                 "config.json, the weights and the processor files, or a hub id such as "
-                "'facebook/sam2.1-hiera-tiny' (downloads need network access)."
+                f"'{cls.example}' (downloads need network access)."
             ) from err
         hidden, mem = model.config.vision_config.fpn_hidden_size, model.config.memory_encoder_output_channels
         if hidden <= mem or hidden % mem:
             # _process_object_pointers only reshapes pointers when mem < hidden: tracking would crash.
             raise ModelLoadError(
-                f"SAM 2 model {name!r} has fpn_hidden_size={hidden} and "
-                f"memory_encoder_output_channels={mem}; transformers' Sam2VideoModel can only track when "
+                f"{cls.family} model {name!r} has fpn_hidden_size={hidden} and "
+                f"memory_encoder_output_channels={mem}; transformers' {cls.model_class} can only track when "
                 "fpn_hidden_size is a larger multiple of the memory channels (the released checkpoints use "
                 "256 and 64). Use another checkpoint."
             )
         model.to(torch.device(device)).eval().requires_grad_(False)
-        logger.info("loaded SAM 2 video model %s on %s (%s)", name, device, dtype)
+        logger.info("loaded %s video model %s on %s (%s)", cls.family, name, device, dtype)
         return cls(model, processor, device=device, dtype=dtype, max_cond_frames=max_cond_frames)
 
     @classmethod
@@ -145,6 +154,7 @@ class Sam2VideoTracker:
         """Forget every object and frame: call at the start of each video."""
         self.session = self.processor.init_video_session(
             video=None, inference_device=self.device, dtype=self.dtype)
+        check_session(self.session)
         self._t = -1                      # session index of the current frame
         self._frame_index: int | None = None
         self._size: tuple[int, int] | None = None
@@ -240,12 +250,21 @@ class Sam2VideoTracker:
         Returns:
             (n, H, W) bool masks at the frame's original resolution.
         """
+        return self.decode_boxes(boxes, frame)[0]
+
+    @torch.inference_mode()
+    def decode_boxes(self, boxes: np.ndarray, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`masks_for_boxes` with the decoder's predicted mask quality.
+
+        Returns:
+            (masks (n, H, W) bool, iou_scores (n,) float32).
+        """
         if frame.index != self._frame_index or self._t < 0:
             self.track(frame)
         h, w = self._size
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         if len(boxes) == 0:
-            return np.zeros((0, h, w), bool)
+            return np.zeros((0, h, w), bool), np.zeros((0,), np.float32)
         model, n = self.model, len(boxes)
         # The video model decodes one object per batch row: expand the features (a view, no copy).
         feats, _ = model._prepare_vision_features(self.session, self._t, batch_size=1)
@@ -259,7 +278,7 @@ class Sam2VideoTracker:
                                           multimask_output=False)
         logits = out.pred_masks.float().reshape(n, 1, *out.pred_masks.shape[-2:])
         masks = self.processor.post_process_masks([logits], [[h, w]], binarize=True)[0]
-        return masks[:, 0].cpu().numpy()
+        return masks[:, 0].cpu().numpy(), out.iou_scores.float().reshape(n, -1)[:, 0].cpu().numpy()
 
     segment_boxes = masks_for_boxes  # the name before the stage protocols (sowlv2.stages.VideoTracker)
 
@@ -343,6 +362,26 @@ class Sam2VideoTracker:
                     del frames[f]
         for f in [f for f in (s.processed_frames or {}) if f < t]:
             del s.processed_frames[f]
+
+
+# The inference session's fields that the bounded session reads and prunes (private to transformers
+# 5.x; pyproject pins transformers < 6 and this check names the version when they are gone).
+SESSION_FIELDS = ("obj_ids", "output_dict_per_obj", "frames_tracked_per_obj", "point_inputs_per_obj",
+                  "mask_inputs_per_obj", "processed_frames", "cache")
+
+
+def check_session(session) -> None:
+    """Raise ModelLoadError if the session lacks a field the bounded session relies on."""
+    missing = [f for f in SESSION_FIELDS if not hasattr(session, f)]
+    if not missing and not hasattr(session.cache, "_vision_features"):
+        missing = ["cache._vision_features"]
+    if missing:
+        import transformers
+
+        raise ModelLoadError(
+            f"transformers {transformers.__version__} changed the video session that SOWLv2's bounded "
+            f"tracker prunes (missing: {', '.join(missing)}); install the supported version: "
+            "pip install 'transformers>=5,<6'")
 
 
 def _storage_bytes(obj, seen: set | None = None) -> int:
