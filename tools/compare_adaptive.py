@@ -186,7 +186,7 @@ def run_video(job: dict) -> list[dict]:
             row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
             continue
-        out = work / mode.replace("@", "_")
+        out = work / (mode.replace("@", "_") + ("_label" if job.get("association") == "label" else ""))
         extra = {"association": label_association()} if job.get("association") == "label" else {}
         pipe = SOWLv2Pipeline(config, **stages, **extra)
         t0 = time.perf_counter()
@@ -398,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=150, help="frames per video (default 150)")
     p.add_argument("--size", default="320x240", help="frame size (default 320x240, the demo models' world)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/adaptive")
-    p.add_argument("--work", type=Path, default=Path("/tmp/sowlv2_compare_adaptive"))
+    p.add_argument("--work", type=Path, default=Path("/tmp/sowlv2_compare_adaptive"),
+                   help="scratch folder (videos and outputs); give each concurrent run its own: the videos are "
+                        "rewritten at the start of a run")
     p.add_argument("--modes", nargs="+", default=None, help="modes to run (default: all); e.g. default vjepa2@0.35")
     p.add_argument("--shares", type=float, nargs="+", default=list(SHARES))
     p.add_argument("--pixel-settings", type=json.loads, default=PIXEL_SETTINGS,
