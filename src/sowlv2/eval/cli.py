@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError, UsageError
 from .metrics import PROTOCOLS, EvalResult, boundary_radius, evaluate, write_davis_pngs
-from .world import generate_world
+from .world import PRESETS, generate_world
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,13 +36,17 @@ def world_parser() -> argparse.ArgumentParser:
                 description="Write synthetic videos of coloured shapes with exact DAVIS-style ground truth.")
     p.add_argument("--output", required=True, metavar="DIR", help="folder for video_000/, video_001/, ...")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
-    p.add_argument("--frames", type=int, default=40, metavar="N", help="frames per video (default 40)")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="frames per video (default 40; 150 for --preset events)")
     p.add_argument("--size", type=_size, default=(320, 240), metavar="WxH",
                    help="frame size (default 320x240)")
     p.add_argument("--videos", type=int, default=1, metavar="K", help="number of videos (default 1)")
     p.add_argument("--cut-at", type=int, default=None, metavar="N",
                    help="force a scene cut (new background) at this frame")
     p.add_argument("--fps", type=float, default=24.0, help="frame rate of the MP4 (default 24)")
+    p.add_argument("--preset", choices=PRESETS, default="default",
+                   help="default: objects always moving, panning camera; events: objects that stop and go, "
+                        "static camera, rare entries and exits, one or two scene cuts (>= 60 frames)")
     return p
 
 
@@ -74,6 +78,10 @@ def eval_parser() -> argparse.ArgumentParser:
 def world_main(argv: list[str]) -> int:
     """Run ``sowlv2 world``; returns the exit code (0)."""
     args = world_parser().parse_args(argv)
+    if args.frames is None:
+        args.frames = 150 if args.preset == "events" else 40
+    if args.preset == "events" and args.cut_at is not None:
+        raise UsageError("sowlv2 world: --cut-at applies to the default preset only (events draws its own cuts)")
     if args.frames < 1:
         raise UsageError(f"sowlv2 world: --frames must be >= 1, got {args.frames}")
     if args.videos < 1:
@@ -82,8 +90,9 @@ def world_main(argv: list[str]) -> int:
         raise UsageError(f"sowlv2 world: --cut-at must be in 1..{args.frames - 1} for {args.frames} frames, "
                          f"got {args.cut_at}")
     try:
+        extra = {} if args.preset == "events" else {"cut_at": args.cut_at}
         folders = generate_world(args.output, seed=args.seed, frames=args.frames, size=args.size,
-                                 videos=args.videos, fps=args.fps, cut_at=args.cut_at)
+                                 videos=args.videos, fps=args.fps, preset=args.preset, **extra)
     except UsageError as exc:
         raise UsageError(f"sowlv2 world: {exc}") from exc
     for folder in folders:

@@ -368,6 +368,7 @@ def iter_world_video(seed: int | Sequence[int], frames: int, size: tuple[int, in
                       cut_prob=cut_prob, noise=noise, fps=fps)
 
 
+PRESETS: tuple[str, ...] = ("default", "events")
 DAVIS_RESOLUTION = "480p"  # the folder name the official DAVIS 2017 evaluation reads, whatever the frame size
 DAVIS_SET = "val"
 
@@ -386,13 +387,14 @@ def _davis_folders(out: Path, name: str) -> tuple[Path, Path, Path]:
 
 def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
                    size: tuple[int, int] = (320, 240), videos: int = 1, *, fps: float = 24.0,
-                   progress: bool = False, **kwargs) -> list[Path]:
+                   progress: bool = False, preset: str = "default", **kwargs) -> list[Path]:
     """Write synthetic videos with DAVIS-style ground truth.
 
     Video ``i`` is ``iter_world_video(seed=(seed, i), ...)`` and goes to ``output_dir/video_{i:03d}/``:
     ``video.mp4`` (H.264), ``Annotations/{frame:05d}.png`` (indexed PNG with the DAVIS palette, pixel
     value = object id, 0 = background, one per frame), ``categories.json`` (``{"1": "red circle", ...}``)
-    and ``world.json`` (seed, frames, size, fps, cut frames). Frames stream to disk as they are drawn.
+    and ``world.json`` (seed, frames, size, fps, cut frames, preset; ``events`` too for the events
+    preset). Frames stream to disk as they are drawn.
 
     ``output_dir`` is also a DAVIS 2017 root with one sequence ``video_{i:03d}`` per video, laid out as
     the official davis2017-evaluation code reads it: ``JPEGImages/480p/<seq>/{frame:05d}.jpg`` (the
@@ -407,8 +409,10 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
         videos: how many videos.
         fps: frame rate of the MP4.
         progress: show a tqdm bar over frames.
+        preset: ``"default"`` (``iter_world_video``) or ``"events"`` (``world_events.iter_event_video``:
+            stop-and-go objects, static camera, rare entries and exits, one or two scene cuts).
         **kwargs: passed to ``iter_world_video`` (``min_objects``, ``max_objects``, ``cut_at``,
-            ``cut_prob``, ``noise``).
+            ``cut_prob``, ``noise``) or ``iter_event_video`` (``noise``).
 
     Returns:
         The video folders, in order.
@@ -417,12 +421,18 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
 
     if videos < 1:
         raise UsageError(f"videos must be >= 1, got {videos}")
+    if preset not in PRESETS:
+        raise UsageError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if preset == "events":
+        from .world_events import iter_event_video as make
+    else:
+        make = iter_world_video
     out = Path(output_dir)
     folders = []
     bar = tqdm(total=frames * videos, disable=not progress, desc="world", unit="frame")
     try:
         for i in range(videos):
-            world = iter_world_video((seed, i), frames, size, fps=fps, **kwargs)
+            world = make((seed, i), frames, size, fps=fps, **kwargs)
             folder = out / f"video_{i:03d}"
             ann = folder / "Annotations"
             ann.mkdir(parents=True, exist_ok=True)
@@ -439,9 +449,11 @@ def generate_world(output_dir: str | Path, seed: int = 0, frames: int = 40,
                     bar.update(1)
             cats = {str(k): v for k, v in world.categories.items()}
             (folder / "categories.json").write_text(json.dumps(cats, indent=2) + "\n")
-            (folder / "world.json").write_text(json.dumps(
-                {"seed": [seed, i], "frames": frames, "width": world.size[0], "height": world.size[1],
-                 "fps": fps, "cuts": world.cuts, "categories": cats}, indent=2) + "\n")
+            meta = {"seed": [seed, i], "frames": frames, "width": world.size[0], "height": world.size[1],
+                    "fps": fps, "cuts": world.cuts, "categories": cats, "preset": preset}
+            if preset == "events":
+                meta["events"] = world.events
+            (folder / "world.json").write_text(json.dumps(meta, indent=2) + "\n")
             log.info("wrote %s (%d frames, %d objects)", folder, frames, len(world.categories))
             folders.append(folder)
     finally:
