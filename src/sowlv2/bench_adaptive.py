@@ -99,7 +99,8 @@ def run_mode(bench, name: str, changes: dict, video: Path, boxes, prompts: list[
     """One timed whole-pipeline run; its wall, CPU, model calls and stage seconds."""
     import numpy as np
 
-    from .bench import FixedBoxesDetector, _load
+    from .bench import FixedBoxesDetector
+    from .bench.machine import _load
 
     try:
         cfg = bench.base_config(**changes)
