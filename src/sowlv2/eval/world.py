@@ -119,6 +119,23 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float, angle: flo
     return inside
 
 
+def move(o, r: float, w: int, h: int) -> None:
+    """Advance object ``o`` (radius ``r``) one frame in a ``w`` x ``h`` scene: spin and move it; an
+    entering object fully inside starts bouncing off the walls; a leaving one out of sight is gone."""
+    o.angle += o.spin
+    o.x += o.vx
+    o.y += o.vy
+    if o.phase == "entering" and r <= o.x <= w - r and r <= o.y <= h - r:
+        o.phase = "inside"
+    if o.phase == "inside":  # bounce off the walls
+        if (o.x < r and o.vx < 0) or (o.x > w - r and o.vx > 0):
+            o.vx = -o.vx
+        if (o.y < r and o.vy < 0) or (o.y > h - r and o.vy > 0):
+            o.vy = -o.vy
+    if o.phase == "leaving" and (o.x < -1.3 * r or o.x > w + 1.3 * r or o.y < -1.3 * r or o.y > h + 1.3 * r):
+        o.phase = "gone"
+
+
 class WorldVideo:
     """One synthetic video, streamed: iterate to get ``(rgb, id_map)`` per frame.
 
@@ -278,20 +295,7 @@ class WorldVideo:
                 vx, vy = vx * cap / sp, vy * cap / sp
             o.vx, o.vy = vx * c - vy * s, vx * s + vy * c
         o.scale = float(np.clip(o.scale * (1.0 + 0.01 * (u[1] - 0.5)), 0.7, 1.4))
-        o.angle += o.spin
-        o.x += o.vx
-        o.y += o.vy
-        r = o.radius * o.scale
-        if o.phase == "entering" and r <= o.x <= w - r and r <= o.y <= h - r:
-            o.phase = "inside"
-        if o.phase == "inside":  # bounce off the walls
-            if (o.x < r and o.vx < 0) or (o.x > w - r and o.vx > 0):
-                o.vx = -o.vx
-            if (o.y < r and o.vy < 0) or (o.y > h - r and o.vy > 0):
-                o.vy = -o.vy
-        if o.phase == "leaving" and (o.x < -1.3 * r or o.x > w + 1.3 * r or o.y < -1.3 * r
-                                     or o.y > h + 1.3 * r):
-            o.phase = "gone"
+        move(o, o.radius * o.scale, w, h)
 
     def _draw(self, o: _Obj, id_map: np.ndarray) -> None:
         """Paint object o's mask with its id over id_map (H, W) uint8, in place."""

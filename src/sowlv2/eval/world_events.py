@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .world import COLOURS, SHAPES, WorldVideo
+from .world import move as move_object
 
 MIN_FRAMES = 60
 CALM = (10, 60)  # frames of a calm stretch (nothing moves), inclusive
@@ -232,20 +233,7 @@ class EventWorldVideo(WorldVideo):
             turn = float(rng.normal(0, 0.7))
             c, s = math.cos(turn), math.sin(turn)
             o.vx, o.vy = o.vx * c - o.vy * s, o.vx * s + o.vy * c
-        o.angle += o.spin
-        o.x += o.vx
-        o.y += o.vy
-        r = o.radius
-        if o.phase == "entering" and r <= o.x <= w - r and r <= o.y <= h - r:
-            o.phase = "inside"
-        if o.phase == "inside":  # bounce off the walls
-            if (o.x < r and o.vx < 0) or (o.x > w - r and o.vx > 0):
-                o.vx = -o.vx
-            if (o.y < r and o.vy < 0) or (o.y > h - r and o.vy > 0):
-                o.vy = -o.vy
-        if o.phase == "leaving" and (o.x < -1.3 * r or o.x > w + 1.3 * r or o.y < -1.3 * r
-                                     or o.y > h + 1.3 * r):
-            o.phase = "gone"
+        move_object(o, o.radius, w, h)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         w, h = self.size
