@@ -165,3 +165,14 @@ def test_bad_options_are_usage_errors(argv, capsys):
         bench.parse_args(argv)
     assert main(["bench", *argv]) == 2
     assert "sowlv2: error: bench:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("section", "prog"), [("backends", "python -m sowlv2.bench_backends"),
+                                               ("adaptive", "bench_adaptive"),
+                                               ("engine", "python -m sowlv2.engines.bench_engine")])
+def test_bench_dispatches_the_other_benchmarks(section, prog, capsys):
+    """`sowlv2 bench backends|adaptive|engine ...` runs that benchmark's own command line."""
+    with pytest.raises(SystemExit) as info:
+        main(["bench", section, "--help"])
+    assert info.value.code == 0
+    assert prog in capsys.readouterr().out

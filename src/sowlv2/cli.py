@@ -229,11 +229,18 @@ def run(argv: list[str]) -> int:
 
 
 def bench_main(argv: list[str]) -> int:
-    """``sowlv2 bench ...``: run :func:`sowlv2.bench.run_bench` and print where the report is and the targets.
+    """``sowlv2 bench ...``: run :func:`sowlv2.bench.run_bench` and print where the report is and the targets;
+    ``sowlv2 bench backends|adaptive|engine ...`` runs the backend, adaptive-compute or engine benchmark.
 
     Returns:
         0, or 1 when a section failed (the report is still written, with the error).
     """
+    sections = {"backends": "sowlv2.bench_backends", "adaptive": "sowlv2.bench_adaptive",
+                "engine": "sowlv2.engines.bench_engine"}
+    if argv and argv[0] in sections:  # sowlv2 bench backends|adaptive|engine ARGS: their own commands
+        import importlib
+
+        return importlib.import_module(sections[argv[0]]).main(argv[1:]) or 0
     from .bench import parse_args, run_bench
 
     settings = parse_args(argv)
