@@ -347,11 +347,14 @@ def _schedule(ray, opened: OpenRun, actors: list, where: dict, progress: bool) -
                 bar.update(1)
                 bar.set_postfix(fps=f"{frames / max(time.perf_counter() - t_start, 1e-9):.1f}", refresh=False)
     except KeyboardInterrupt:
-        _stop(ray, actors, running)
+        _stop(ray, actors, running, where)
         opened.interrupt([item for _, item in running.values()])
+        for item in items:  # any unfinished attempt (e.g. one submitted as the signal came) goes too
+            if item.name not in reports:
+                remove_partial(out_root, item)
         raise
     except BaseException as exc:
-        _stop(ray, actors, running)
+        _stop(ray, actors, running, where)
         opened.abort(exc, [item for _, item in running.values()])
         raise
     finally:
@@ -364,10 +367,36 @@ def _worker_name(where: dict) -> str:
     return f"{where['node']}:{where['pid']}"
 
 
-def _stop(ray, actors: list, running: dict) -> None:
-    """Kill the workers and wait (briefly) until the inputs they were on have ended, so that their
-    unfinished ``.partial`` folders can be removed without a worker still writing into them."""
+def _stop(ray, actors: list, running: dict, where: dict | None = None) -> None:
+    """Kill the workers and wait (briefly) until the inputs they were on have ended and the worker
+    processes on this node are gone, so that their unfinished ``.partial`` folders can be removed
+    without a worker still writing into them (a task's result can fail before its process is dead)."""
     for a in actors:
         ray.kill(a, no_restart=True)
     if running:
         ray.wait(list(running), num_returns=len(running), timeout=_KILL_WAIT_S)
+    try:
+        here = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - no node address: nothing to wait for here
+        return
+    pids = [w["pid"] for w in (where or {}).values() if w.get("node") == here and w.get("pid")]
+    deadline = time.monotonic() + _KILL_WAIT_S
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _alive(pid)]
+        if pids:
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, killed but not yet reaped, writes nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
