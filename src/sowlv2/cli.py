@@ -184,6 +184,29 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
         pass
 
 
+def _run_live(config) -> int:
+    """``sowlv2 --input URL|webcam:N|- ...``: run_live with the config's settings; prints a summary."""
+    from .live import run_live
+    from .pipeline import SOWLv2Pipeline
+
+    if config.fps is not None:
+        raise UsageError("fps: does not apply to a live stream (every frame is processed, or the newest "
+                         "with --realtime)")
+    if config.frames:
+        raise UsageError("frames: a live stream is a video already; drop --frames")
+    report = run_live(SOWLv2Pipeline(config), config.input, config.prompt, config.output,
+                      realtime=config.realtime, open_timeout=config.open_timeout, reconnect=config.reconnect,
+                      duration=config.duration, max_frames=config.max_frames,
+                      segment_seconds=config.segment_seconds)
+    if config.progress:
+        lat = report.live.get("latency", {})
+        print(f"{report.name}: {report.objects} object(s) in {report.frames} frames "
+              f"({report.status}: {report.stop}; dropped {report.live.get('dropped', 0)}, "
+              f"{len(report.live.get('gaps', []))} gap(s); latency p50 {lat.get('p50_ms')} ms, "
+              f"p95 {lat.get('p95_ms')} ms) -> {report.output}")
+    return report.exit_code
+
+
 def run(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     setup_logging(getattr(ns, "verbose", False), getattr(ns, "quiet", False))
@@ -199,9 +222,7 @@ def run(argv: list[str]) -> int:
         if config.engine != "local":
             raise UsageError("engine: a live stream is processed here, one frame after another; "
                              "--engine ray takes files, folders and lists")
-        from .live import run_live_cli
-
-        return run_live_cli(config)
+        return _run_live(config)
     for key, default in LIVE_KEYS.items():
         if getattr(config, key) != default:
             raise UsageError(f"{key}: applies to live input only (--input rtsp://..., http://..., webcam:N or -)")

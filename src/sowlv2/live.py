@@ -378,26 +378,4 @@ def _restore_signals(previous) -> None:
             signal.signal(s, h)
 
 
-def run_live_cli(config) -> int:
-    """``sowlv2 --input URL|webcam:N|- ...``: run_live with the config's settings; prints a summary."""
-    from .pipeline import SOWLv2Pipeline
-
-    if config.fps is not None:
-        raise UsageError("fps: does not apply to a live stream (every frame is processed, or the newest "
-                         "with --realtime)")
-    if config.frames:
-        raise UsageError("frames: a live stream is a video already; drop --frames")
-    report = run_live(SOWLv2Pipeline(config), config.input, config.prompt, config.output,
-                      realtime=config.realtime, open_timeout=config.open_timeout, reconnect=config.reconnect,
-                      duration=config.duration, max_frames=config.max_frames,
-                      segment_seconds=config.segment_seconds)
-    if config.progress:
-        lat = report.live.get("latency", {})
-        print(f"{report.name}: {report.objects} object(s) in {report.frames} frames "
-              f"({report.status}: {report.stop}; dropped {report.live.get('dropped', 0)}, "
-              f"{len(report.live.get('gaps', []))} gap(s); latency p50 {lat.get('p50_ms')} ms, "
-              f"p95 {lat.get('p95_ms')} ms) -> {report.output}")
-    return report.exit_code
-
-
-__all__ = ["track_live", "run_live", "run_live_cli", "LiveRun", "LiveReport", "LatencyMeter", "is_live_input"]
+__all__ = ["track_live", "run_live", "LiveRun", "LiveReport", "LatencyMeter", "is_live_input"]
