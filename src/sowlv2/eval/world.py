@@ -119,6 +119,12 @@ def _shape_mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float, angle: flo
     return inside
 
 
+def head_for_nearest_edge(o, w: int, h: int, speed: float) -> None:
+    """Point object ``o``'s velocity at the nearest edge of a ``w`` x ``h`` scene, at ``speed``."""
+    side = int(np.argmin([o.x, w - o.x, o.y, h - o.y]))
+    o.vx, o.vy = [(-speed, 0.0), (speed, 0.0), (0.0, -speed), (0.0, speed)][side]
+
+
 def move(o, r: float, w: int, h: int) -> None:
     """Advance object ``o`` (radius ``r``) one frame in a ``w`` x ``h`` scene: spin and move it; an
     entering object fully inside starts bouncing off the walls; a leaving one out of sight is gone."""
@@ -277,11 +283,7 @@ class WorldVideo:
                 o.phase = "gone"
                 return
             o.phase = "leaving"
-            # head for the nearest edge at a brisk pace
-            d = [o.x, w - o.x, o.y, h - o.y]
-            side = int(np.argmin(d))
-            speed = max(math.hypot(o.vx, o.vy), 2.5 * min(w, h) / 240.0)
-            o.vx, o.vy = [(-speed, 0.0), (speed, 0.0), (0.0, -speed), (0.0, speed)][side]
+            head_for_nearest_edge(o, w, h, max(math.hypot(o.vx, o.vy), 2.5 * min(w, h) / 240.0))
         # random speed and direction changes
         u = rng.random(3)
         if u[0] < 0.06 and o.phase == "inside":

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from .world import COLOURS, SHAPES, WorldVideo
+from .world import COLOURS, SHAPES, WorldVideo, head_for_nearest_edge
 from .world import move as move_object
 
 MIN_FRAMES = 60
@@ -219,10 +219,7 @@ class EventWorldVideo(WorldVideo):
                 o.phase = "gone"
                 return
             o.phase = "leaving"
-            d = [o.x, w - o.x, o.y, h - o.y]
-            side = int(np.argmin(d))
-            speed = 4.0 * min(w, h) / 240.0
-            o.vx, o.vy = [(-speed, 0.0), (speed, 0.0), (0.0, -speed), (0.0, speed)][side]
+            head_for_nearest_edge(o, w, h, 4.0 * min(w, h) / 240.0)
         move = o.phase in ("entering", "leaving") or bool(o.moving[t])
         if o.phase == "inside" and move and not o.was_moving:
             self._new_velocity(o, rng)  # a new heading each time it starts moving again
