@@ -243,6 +243,61 @@ def test_interpolating_a_growing_disc_stays_between_its_ends():
     assert iou > 0.85, iou
 
 
+def _whole_frame_interpolation(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """The module docstring's formula on the whole frame (what interpolate_mask computed before it
+    worked in a window around the masks)."""
+    from scipy import ndimage
+    ca, cb = np.array(ndimage.center_of_mass(a)), np.array(ndimage.center_of_mass(b))
+    c = (1 - t) * ca + t * cb
+    def shift(m, offset):
+        return ndimage.shift(m.astype(np.uint8), offset, order=0, mode="constant", cval=0).astype(bool)
+
+    sa = fill._signed_distance(shift(a, c - ca))
+    sb = fill._signed_distance(shift(b, c - cb))
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num((1 - t) * sa + t * sb, nan=-1.0) > 0
+
+
+def test_interpolating_in_a_window_gives_the_whole_frame_result():
+    """Random blobs, many touching the image's edges or leaving it: pixel for pixel the same mask."""
+    from scipy import ndimage
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(200):
+        h, w = int(rng.integers(8, 60)), int(rng.integers(8, 60))
+        blobs = []
+        for _ in range(2):
+            m = np.zeros((h, w), bool)
+            y, x = int(rng.integers(-4, h + 4)), int(rng.integers(-4, w + 4))
+            m[max(0, y - rng.integers(1, 12)):max(0, y + rng.integers(1, 12)),
+              max(0, x - rng.integers(1, 12)):max(0, x + rng.integers(1, 12))] = True
+            m |= ndimage.binary_dilation(rng.random((h, w)) < 0.01, iterations=int(rng.integers(0, 3))) & m.any()
+            blobs.append(m)
+        a, b = blobs
+        if not a.any() or not b.any() or np.array_equal(a, b):
+            continue
+        t = float(rng.uniform(0.05, 0.95))
+        np.testing.assert_array_equal(fill.interpolate_mask(a, b, t), _whole_frame_interpolation(a, b, t))
+        checked += 1
+    assert checked > 100
+
+
+def test_shifting_in_a_window_gives_the_whole_frame_result():
+    """Half-pixel offsets (ties of the nearest-neighbour rounding) and masks at the edges included."""
+    from scipy import ndimage
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(5, 40, 2))
+        m = np.zeros((h, w), bool)
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        m[y:y + int(rng.integers(1, 10)), x:x + int(rng.integers(1, 10))] = True
+        m &= rng.random((h, w)) < 0.8
+        off = np.array([rng.integers(-8, 8) + rng.choice([0.5, 0.25, 0.0]),
+                        rng.integers(-8, 8) + rng.choice([0.5, 0.75])])
+        whole = ndimage.shift(m.astype(np.uint8), off, order=0, mode="constant", cval=0).astype(bool)
+        np.testing.assert_array_equal(fill._shift(m, off), whole)
+
+
 def _fr(index, masks: dict[int, np.ndarray]) -> FrameResult:
     ids = sorted(masks)
     stack = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, H, W), bool)

@@ -40,10 +40,18 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
 
 
 def _shift(mask: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """``mask`` moved by ``offset`` (dy, dx) pixels, nearest neighbour, zeros shifted in."""
+    """``mask`` moved by ``offset`` (dy, dx) pixels, nearest neighbour, zeros shifted in.
+
+    Computed in a window around the mask and where it moves to (the same pixels as shifting the whole
+    frame: everything outside the window is zero before and after)."""
     if not np.any(offset):
         return mask
-    return ndimage.shift(mask.astype(np.uint8), offset, order=0, mode="constant", cval=0).astype(bool)
+    out = np.zeros(mask.shape, bool)
+    window = _window(mask, margin=[int(np.ceil(abs(d))) + 1 for d in offset])
+    if window is not None:
+        out[window] = ndimage.shift(mask[window].astype(np.uint8), offset, order=0, mode="constant",
+                                    cval=0).astype(bool)
+    return out
 
 
 def interpolate_mask(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -58,11 +66,30 @@ def interpolate_mask(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     ca = np.array(ndimage.center_of_mass(a))
     cb = np.array(ndimage.center_of_mass(b))
     c = (1.0 - t) * ca + t * cb
-    sa = _signed_distance(_shift(a, c - ca))
-    sb = _signed_distance(_shift(b, c - cb))
+    a2, b2 = _shift(a, c - ca), _shift(b, c - cb)
+    out = np.zeros(a.shape, bool)
+    window = _window(a2 | b2)
+    if window is None:  # both shifted out of the image
+        return out
+    # The blend is positive only inside a2 or b2, and with a ring of background around both (or the
+    # image's edge) every distance inside the window equals the whole frame's: the result is the same,
+    # at the cost of the objects' size instead of the frame's.
+    sa, sb = _signed_distance(a2[window]), _signed_distance(b2[window])
     with np.errstate(invalid="ignore"):  # inf - inf where a shifted mask left the image
         blend = (1.0 - t) * sa + t * sb
-    return np.nan_to_num(blend, nan=-1.0) > 0
+    out[window] = np.nan_to_num(blend, nan=-1.0) > 0
+    return out
+
+
+def _window(mask: np.ndarray, margin: tuple[int, int] | list[int] = (1, 1)) -> tuple[slice, slice] | None:
+    """The mask's bounding box grown by ``margin`` (rows, columns) pixels on each side, within the
+    image; None for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    (h, w), (my, mx) = mask.shape, margin
+    return (slice(max(0, rows[0] - my), min(h, rows[-1] + 1 + my)),
+            slice(max(0, cols[0] - mx), min(w, cols[-1] + 1 + mx)))
 
 
 def _result(frame: Frame, ids: list[int], info: dict[int, tuple], masks: list[np.ndarray]) -> FrameResult:
