@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=10)
     ap.add_argument("--detect-every", type=int, default=10)
     ap.add_argument("--realtime", action="store_true")
+    ap.add_argument("--max-objects", type=int, help="passed on (bounds the objects that random-weight models track)")
     ap.add_argument("--fake", action="store_true", help="fake models (tests/live_helpers.py) through "
                     "sowlv2.live.run_live in this process: what the live path itself costs")
     args = ap.parse_args()
@@ -52,7 +53,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "sowlv2", "--input", server.url, "--prompt", *prompts,
                "--detector", args.detector, "--tracker", args.tracker, "--device", args.device,
                "--dtype", args.dtype, "--duration", str(args.duration), "--detect-every", str(args.detect_every),
-               "--output", str(tmp / "out"), "-q"] + (["--realtime"] if args.realtime else [])
+               "--output", str(tmp / "out"), "-q"] + (["--realtime"] if args.realtime else []) \
+            + (["--max-objects", str(args.max_objects)] if args.max_objects else [])
         try:
             if args.fake:
                 from live_helpers import fake_pipeline
@@ -72,6 +74,7 @@ def main() -> None:
     models = ["fake", "fake"] if args.fake else [args.detector, args.tracker]
     print(json.dumps({"models": models, "device": args.device, "fps": args.fps,
                       "realtime": args.realtime, "detect_every": args.detect_every, "duration": args.duration,
+                      "max_objects": args.max_objects, "dtype": args.dtype,
                       "frames_read": live["frames_read"], "frames": live["frames"], "dropped": live["dropped"],
                       "latency_ms": live["latency"]}))
 
