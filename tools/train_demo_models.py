@@ -20,7 +20,9 @@ What is trained (details in each function's docstring):
    objectness), frames preprocessed by the checkpoint's own ``Owlv2ImageProcessor``.
 2. SAM 2 (``train_sam``): phase A, box -> mask on single frames (every module); phase B, the memory
    path on clips (vision encoder frozen) through the production per-frame methods of
-   ``Sam2VideoModel``, checked against ``Sam2VideoModel.forward`` before training.
+   ``Sam2VideoModel``, checked against ``Sam2VideoModel.forward`` before training. Every memory
+   clip holds two prompted objects of one colour (``--sam-distractor``): the memory must follow
+   each object, not its colour.
 3. V-JEPA 2 (``make_vjepa2``): random weights, seeded (see its docstring for why).
 
 Usage (everything is seeded; the defaults reproduce the shipped checkpoints)::
@@ -516,11 +518,23 @@ def train_sam_image(model, proc, args, s: int) -> dict:
             "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4)}
 
 
+def same_colour_pairs(categories: dict[int, str]) -> list[tuple[int, int]]:
+    """Pairs of object ids whose labels share their colour (``"red circle"``, ``"red square"``)."""
+    ids = sorted(categories)
+    return [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]
+            if categories[a].split()[0] == categories[b].split()[0]]
+
+
 def sam_clips(proc, rng: np.random.Generator, seed0: int, length: int, max_objects: int, s: int,
-              frames: int = 48):
+              frames: int = 48, distractor: float = 0.0):
     """Training clips, endlessly: consecutive ``length``-frame pieces of world videos ``seed0, seed0 + 1, ...``
     (``frames`` frames each), separated by random gaps of 0-7 frames; a clip whose first frame has no
     object of at least 100 visible pixels is skipped.
+
+    With probability ``distractor`` a clip must hold a same-colour pair: two objects of one colour
+    (``"red circle"`` and ``"red square"``), both with at least 100 visible pixels on the clip's first
+    frame and both prompted, so that the memory has to keep each mask on its own object rather than
+    on the colour (videos without such a pair are skipped while looking for one).
 
     Yields:
         pixels (length, 3, s, s), the prompted object ids (at most ``max_objects``), their jittered boxes
@@ -528,9 +542,13 @@ def sam_clips(proc, rng: np.random.Generator, seed0: int, length: int, max_objec
         visibility (length, n) bool.
     """
     seed = seed0
+    want_pair = rng.random() < distractor
     while True:
         video = iter_world_video(_check_seed(seed), frames, WORLD_SIZE)
         seed += 1
+        pairs = same_colour_pairs(video.categories)
+        if want_pair and not pairs:
+            continue
         gap = int(rng.integers(0, 8))
         rgbs, maps = [], []
         for rgb, id_map in video:
@@ -542,8 +560,13 @@ def sam_clips(proc, rng: np.random.Generator, seed0: int, length: int, max_objec
             if len(rgbs) < length:
                 continue
             ids = [i for i in video.categories if (maps[0] == i).sum() >= 100]
-            if ids:
-                ids = [int(i) for i in rng.permutation(ids)[:max_objects]]
+            first = []
+            if want_pair:
+                seen = [p for p in pairs if p[0] in ids and p[1] in ids]
+                first = list(seen[int(rng.integers(len(seen)))]) if seen else []
+            if ids and (first or not want_pair):
+                rest = [i for i in ids if i not in first]
+                ids = [int(i) for i in first + list(rng.permutation(rest))][:max_objects]
                 boxes = []
                 for i in ids:
                     ys, xs = np.nonzero(maps[0] == i)
@@ -553,6 +576,7 @@ def sam_clips(proc, rng: np.random.Generator, seed0: int, length: int, max_objec
                 target = resize_masks(masks.reshape(-1, *masks.shape[2:]), s).reshape(length, len(ids), s, s)
                 visible = torch.from_numpy(masks.reshape(length, len(ids), -1).sum(-1) > 0)
                 yield proc(images=rgbs, return_tensors="pt").pixel_values, ids, boxes, target, visible
+                want_pair = rng.random() < distractor
             rgbs, maps = [], []
             gap = int(rng.integers(0, 8))
 
@@ -651,8 +675,10 @@ def train_sam_memory(model, proc, args, s: int) -> dict:
     opt = torch.optim.AdamW(params, lr=args.sam_memory_lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed + 1)
     # curriculum: short clips (the memory of the prompted frame) first, then longer ones
-    short = sam_clips(proc, rng, SAM_CLIP_SEED0, args.sam_clip_len, args.sam_clip_objects, s)
-    long = sam_clips(proc, rng, SAM_CLIP_SEED0 + 100_000, args.sam_long_clip_len, args.sam_clip_objects, s)
+    short = sam_clips(proc, rng, SAM_CLIP_SEED0, args.sam_clip_len, args.sam_clip_objects, s,
+                      distractor=args.sam_distractor)
+    long = sam_clips(proc, rng, SAM_CLIP_SEED0 + 100_000, args.sam_long_clip_len, args.sam_clip_objects, s,
+                     distractor=args.sam_distractor)
     long_from = int(args.sam_long_from * args.sam_memory_steps)
     hook = model.memory_attention.register_forward_hook(_batch_layout_hook)
     worst = check_unroll(model, proc, next(c for c in long if len(c[1]) >= 2), s)
@@ -704,7 +730,8 @@ def train_sam_memory(model, proc, args, s: int) -> dict:
     hook.remove()
     return {"steps": step, "clips_per_step": args.sam_clips, "clip_length": args.sam_clip_len,
             "long_clip_length": args.sam_long_clip_len, "long_clips_from_step": long_from,
-            "objects_per_clip": args.sam_clip_objects, "unroll_vs_forward_max_diff": worst,
+            "objects_per_clip": args.sam_clip_objects, "same_colour_pair_share": args.sam_distractor,
+            "unroll_vs_forward_max_diff": worst,
             "train_s": round(time.time() - t0, 1), "final_loss": round(running, 4),
             "final_tracked_iou_train": round(running_iou, 4)}
 
@@ -805,6 +832,8 @@ def parse_args(argv=None):
     g.add_argument("--sam-long-from", type=float, default=0.6, help="share of memory steps before long clips")
     g.add_argument("--sam-clip-objects", type=int, default=5, help="objects prompted per clip (at most)")
     g.add_argument("--sam-clips", type=int, default=2, help="clips per memory training step")
+    g.add_argument("--sam-distractor", type=float, default=1.0,
+                   help="share of memory-training clips that hold a prompted same-colour pair (0..1)")
     return p.parse_args(argv)
 
 
