@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,14 @@ WORLD = (320, 240)
 # Thresholds: measured with the shipped checkpoints (values in the comments; README, "Demo models"),
 # minus a margin, so that a regression in a model, an adapter or a pipeline stage fails CI.
 RECALL_MIN = 0.8  # measured 18/19 = 0.95
-SAM_IOU_MIN = 0.8  # measured 0.878
-TRACK_IOU_MIN = 0.65  # measured 0.769 (seeds 0-4, 12 frames)
-E2E_SEEDS = (0, 1, 2)
-E2E_FRAMES = 32
-E2E_JF_MIN = 0.73  # DAVIS J&F-Mean, measured 0.843 (0.719, 0.955, 0.854)
+SAM_IOU_MIN = 0.78  # measured 0.821 (0.878 with the 128 px SAM 2 shipped before)
+TRACK_IOU_MIN = 0.8  # measured 0.887 (seeds 0-4, 12 frames; 0.769 before)
+# `sowlv2 demo --seed S` as a user runs it (48 frames) on a few held-out seeds, drawn once by a fixed
+# generator (Random(15), 15 = the issue that set the target) rather than picked: (1, 26, 66).
+E2E_SEEDS = tuple(sorted(random.Random(15).sample(range(100), 3)))
+E2E_FRAMES = 48
+E2E_SEED_JF_MIN = 0.6  # the target per seed; it holds on 84 of the 100 held-out seeds (eval.json)
+E2E_JF_MIN = 0.75  # DAVIS J&F-Mean over the sample, measured 0.817 (0.856, 0.941, 0.654)
 E2E_ID_SWITCHES_MAX = 1
 
 
@@ -260,6 +264,7 @@ def test_demo_end_to_end_quality_on_held_out_videos(demo_runs):
     minus a margin (see README, "Demo models")."""
     jf = [m["JF_mean"] for _, m in demo_runs.values()]
     assert float(np.mean(jf)) >= E2E_JF_MIN, jf
+    assert min(jf) >= E2E_SEED_JF_MIN, dict(zip(demo_runs, jf))
     for _, m in demo_runs.values():
         assert m["id_switches"] <= E2E_ID_SWITCHES_MAX, m["objects"]
 
