@@ -232,18 +232,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: run, print where the report is; one line on stderr and exit 2 / 1 on errors."""
-    argv = sys.argv[1:] if argv is None else argv
+def command(argv: list[str]) -> str:
+    """Run (``argv`` as on the command line); the text the command line prints: the report and where
+    it was written. Raises ``SOWLv2Error`` (a usage error exits 2)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        report, jpath, mpath = run(argv)
-    except SOWLv2Error as exc:
-        print(f"sowlv2 bench_adaptive: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(markdown(report))
-    print(f"wrote {jpath} and {mpath}")
-    return 0
+    report, jpath, mpath = run(argv)
+    return f"{markdown(report)}\nwrote {jpath} and {mpath}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sowlv2.bench_adaptive ARGS``: the same as ``sowlv2 bench adaptive ARGS``."""
+    from .cli import bench_main
+
+    return bench_main(["adaptive", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

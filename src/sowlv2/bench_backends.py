@@ -426,8 +426,9 @@ def write_report(result: dict, out: Path, command: str = "") -> tuple[Path, Path
     return js, md
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sowlv2.bench_backends --out DIR [--size tiny]``."""
+def command(argv: list[str]) -> str:
+    """Run (``argv`` as on the command line: ``--out DIR [--size tiny] ...``), write the report; the
+    text the command line prints (the markdown report; nothing for a child process)."""
     p = argparse.ArgumentParser(prog="python -m sowlv2.bench_backends", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--size", choices=("real", "tiny"), default="real")
@@ -446,17 +447,24 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         fn = {"memory": _child_memory, "sam3": _child_sam3}[a.child]
         Path(a.child_out).write_text(json.dumps(fn(*json.loads(a.child_args))), encoding="utf-8")
-        return 0
+        return ""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    progress = logging.getLogger(__name__)
+    progress.setLevel(logging.INFO)  # the bench's progress lines; other libraries stay at WARNING
     result = run_backend_bench(size=a.size, detectors=a.detectors, trackers=a.trackers, repeats=a.repeats,
                                steps=a.steps, mem_size=a.mem_size, mem_frames=a.mem_frames,
-                               video_frames=a.video_frames, threads=a.threads,
-                               log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    js, md = write_report(result, Path(a.out), "python -m sowlv2.bench_backends " + " ".join(argv or sys.argv[1:]))
-    print(md.read_text(encoding="utf-8"))
-    return 0
+                               video_frames=a.video_frames, threads=a.threads, log=progress.info)
+    js, md = write_report(result, Path(a.out), "python -m sowlv2.bench_backends " + " ".join(argv))
+    return md.read_text(encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sowlv2.bench_backends ARGS``: the same as ``sowlv2 bench backends ARGS``."""
+    from .cli import bench_main
+
+    return bench_main(["backends", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -261,7 +261,14 @@ def bench_main(argv: list[str]) -> int:
     if argv and argv[0] in sections:  # sowlv2 bench backends|adaptive|engine ARGS: their own commands
         import importlib
 
-        return importlib.import_module(sections[argv[0]]).main(argv[1:]) or 0
+        try:
+            text = importlib.import_module(sections[argv[0]]).command(argv[1:])
+        except SOWLv2Error as exc:
+            print(f"{PROG}: error: bench {argv[0]}: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if text:
+            print(text)
+        return 0
     from .bench import parse_args, run_bench
 
     settings = parse_args(argv)

@@ -40,14 +40,18 @@ class PlainProgress:
         now = time.monotonic()
         if now - self._last >= self.interval:
             self._last = now
-            print(self._line(), file=self.file, flush=True)
+            self._write()
 
     def set_postfix(self, refresh: bool = False, **values: Any) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
         if self.n:
-            print(self._line(), file=self.file, flush=True)
+            self._write()
+
+    def _write(self) -> None:
+        self.file.write(self._line() + "\n")
+        self.file.flush()
 
 
 def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "frame"):

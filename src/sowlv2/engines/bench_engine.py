@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -167,7 +168,8 @@ def to_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def command(argv: list[str]) -> str:
+    """Run (``argv`` as on the command line), write the reports; the line the command line prints."""
     p = argparse.ArgumentParser(prog="python -m sowlv2.engines.bench_engine", description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=8)
     p.add_argument("--frames", type=int, default=32, help="frames per video")
@@ -180,9 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "engine-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "engine-cpu.md").write_text(to_markdown(report))
-    print(f"wrote {out / 'engine-cpu.json'} and {out / 'engine-cpu.md'}: ratio {report['ratio']} "
-          f"(target >= {TARGET_RATIO}), Ray start-up {report['ray_init_s']} s")
-    return 0
+    return (f"wrote {out / 'engine-cpu.json'} and {out / 'engine-cpu.md'}: ratio {report['ratio']} "
+            f"(target >= {TARGET_RATIO}), Ray start-up {report['ray_init_s']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sowlv2.engines.bench_engine ARGS``: the same as ``sowlv2 bench engine ARGS``."""
+    from ..cli import bench_main
+
+    return bench_main(["engine", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
