@@ -154,17 +154,7 @@ def run(argv: list[str]) -> tuple[dict, Path, Path]:
     try:
         vid = bench.world("video")
         boxes, prompts = vid["boxes"], vid["labels"]
-        # warm-up: the first calls of a new model are slower
-        from .types import Frame
-
-        tr = bench.tracker
-        tr.reset()
-        for t in range(2):
-            frame = Frame(index=t, time=t / 24.0, image=vid["frames"][t], source_index=t)
-            tr.track(frame)
-            if t == 0:
-                tr.prompt({i + 1: b for i, b in enumerate(boxes)}, frame)
-        bench.detector.detect(vid["frames"][0], prompts)
+        bench.warm_up(vid)
         if any(all_modes[m].get("enable_vjepa2") for m in chosen):
             bench.vjepa.extract_video_features(vid["frames"][:16], batch_size=1)
         runs = {}

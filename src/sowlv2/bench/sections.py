@@ -211,23 +211,28 @@ class VideoSection:
             raise SOWLv2Error(f"bench: run {name} tracked {run['tracks']} objects, expected {len(boxes)}")
         return run
 
-    def section_video(self) -> None:
-        s, rec = self.s, self.rec
-        vid = self.world("video")
-        boxes, prompts = vid["boxes"], vid["labels"]
-        # warm-up of the tracker and the detector (a new model's first calls are slower)
+    def warm_up(self, vid: dict, detector: bool = True) -> None:
+        """A new model's first calls are slower: track two frames of ``vid`` (its boxes prompted on the
+        first) and, if ``detector``, detect its labels on the first."""
         from ..types import Frame
 
         tr = self.tracker
-        rec.context = "video:warmup"
         tr.reset()
         for t in range(2):
             frame = Frame(index=t, time=t / 24.0, image=vid["frames"][t], source_index=t)
             tr.track(frame)
             if t == 0:
-                tr.prompt({i + 1: b for i, b in enumerate(boxes)}, frame)
-        if not self.rec.samples.get("owlv2.forward"):
-            self.detector.detect(vid["frames"][0], prompts)
+                tr.prompt({i + 1: b for i, b in enumerate(vid["boxes"])}, frame)
+        if detector:
+            self.detector.detect(vid["frames"][0], vid["labels"])
+
+    def section_video(self) -> None:
+        s, rec = self.s, self.rec
+        vid = self.world("video")
+        boxes, prompts = vid["boxes"], vid["labels"]
+        tr = self.tracker
+        rec.context = "video:warmup"
+        self.warm_up(vid, detector=not self.rec.samples.get("owlv2.forward"))
         runs = {
             "every_frame": dict(detect_every=1),
             "every_10": dict(detect_every=10),
