@@ -29,6 +29,7 @@ from ..stages import InputInfo, RunSummary
 from ..types import FrameResult
 from ..viz import draw_overlay
 from . import rle
+from .outputs import youtube_vis_opening
 from .sinks import object_record
 from .video import yuv420p_frame
 
@@ -147,15 +148,10 @@ class JsonlSink:
         info = self.info
         h, w = info.size
         frames = self.frames
-        categories = [{"id": k + 1, "name": p, "supercategory": "object"} for k, p in enumerate(info.prompts)]
         category = {p: k + 1 for k, p in enumerate(info.prompts)}
         path = self.folder / "annotations.json"
         with open(_tmp(path), "w", encoding="utf-8", errors="backslashreplace") as out:
-            video = {"id": 1, "width": w, "height": h, "length": frames,
-                     "file_names": [f"{info.name}/{k:05d}.jpg" for k in range(frames)]}
-            head = {"info": {"description": "SOWLv2 predictions (YouTube-VIS format)"}, "videos": [video],
-                    "categories": categories}
-            out.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "annotations": [')
+            out.write(youtube_vis_opening(info.name, (h, w), frames, info.prompts))
             for n, track in enumerate(summary.tracks):
                 oid = track["id"]
                 ann = {"id": oid, "video_id": 1, "category_id": category.get(track["label"], 0),

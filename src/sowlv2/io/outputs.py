@@ -89,6 +89,22 @@ def merged_overlay(result: FrameResult, image: np.ndarray) -> np.ndarray:
     return result.extra["merged_overlay"]
 
 
+def coco_categories(prompts) -> list[dict]:
+    """COCO / YouTube-VIS categories: one per prompt, ids from 1 in prompt order."""
+    return [{"id": k + 1, "name": p, "supercategory": "object"} for k, p in enumerate(prompts)]
+
+
+def youtube_vis_opening(stem: str, size: tuple[int, int], frames: int, prompts) -> str:
+    """The start of a YouTube-VIS ``annotations.json`` up to its open ``annotations`` list (the
+    annotations are then written one by one): one video of ``frames`` frames named after ``stem``."""
+    h, w = size
+    video = {"id": 1, "width": w, "height": h, "length": frames,
+             "file_names": [f"{stem}/{k:05d}.jpg" for k in range(frames)]}
+    head = {"info": {"description": "SOWLv2 predictions (YouTube-VIS format)"}, "videos": [video],
+            "categories": coco_categories(prompts)}
+    return json.dumps(head, ensure_ascii=False)[:-1] + ', "annotations": ['
+
+
 def object_record(result: FrameResult, i: int, mask_rle: dict | None = None) -> dict:
     """One object of a frame as it appears in results.json."""
     mask_rle = mask_rle or rle.encode(result.masks[i])
@@ -295,7 +311,7 @@ class AnnotationsSink(_Base):
         path = self.folder / "annotations.json"
         h, w = self.info.size
         prompts, name, frames = list(self.info.prompts), self.info.name, self.frames
-        categories = [{"id": k + 1, "name": p, "supercategory": "object"} for k, p in enumerate(prompts)]
+        categories = coco_categories(prompts)
         if self.info.kind == "image":
             data = {"info": {"description": "SOWLv2 predictions"},
                     "images": [{"id": 1, "file_name": name, "width": w, "height": h}],
@@ -308,11 +324,7 @@ class AnnotationsSink(_Base):
         category = {p: k + 1 for k, p in enumerate(prompts)}
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as out:
-            video = {"id": 1, "width": w, "height": h, "length": frames,
-                     "file_names": [f"{Path(name).stem}/{k:05d}.jpg" for k in range(frames)]}
-            head = {"info": {"description": "SOWLv2 predictions (YouTube-VIS format)"}, "videos": [video],
-                    "categories": categories}
-            out.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "annotations": [')
+            out.write(youtube_vis_opening(Path(name).stem, (h, w), frames, prompts))
             for n, track in enumerate(summary.tracks):
                 oid = track["id"]
                 seg: list = [None] * frames
