@@ -6,10 +6,16 @@ two results are checked to be equal. Prints one line per size: milliseconds per 
 rounds of 20 calls.
 
     python benchmarks/fill_cost.py
+    python benchmarks/fill_cost.py --masks-of ~/.cache/sowlv2/bench-models/sam2-hiera-tiny
+
+``--masks-of SAM_FOLDER`` also prints the extent of that SAM 2's masks for the true boxes of world
+video 0's first frame (the bench's random-weight models give masks that span the frame, so their
+fills cannot use a small window).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -46,7 +52,33 @@ def ms_per_call(f, a, b, calls: int = 20, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
+def mask_extent(sam_folder: str) -> None:
+    import torch
+
+    from sowlv2.eval.world import iter_world_video
+    from sowlv2.models.sam2_image import Sam2ImageSegmenter
+
+    video = iter_world_video(0, 1, (320, 240))
+    rgb, ids = next(iter(video))
+    boxes = []
+    for oid in video.categories:
+        ys, xs = np.nonzero(ids == oid)
+        if len(ys):
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    masks, _ = Sam2ImageSegmenter.from_pretrained(sam_folder, torch.device("cpu")).segment(
+        rgb, np.array(boxes, np.float32))
+    for (x0, y0, x1, y1), m in zip(boxes, masks):
+        edges = m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
+        print(f"box of {(x1 - x0) * (y1 - y0)} px: mask of {int(m.sum())} of {m.size} px, "
+              f"touches all four edges: {bool(edges)}")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--masks-of", metavar="SAM_FOLDER")
+    args = ap.parse_args()
+    if args.masks_of:
+        mask_extent(args.masks_of)
     for h, w, r in [(240, 320, 25), (720, 1280, 60)]:
         yy, xx = np.mgrid[0:h, 0:w]
         a = (yy - h / 2) ** 2 + (xx - w / 3) ** 2 <= r * r
